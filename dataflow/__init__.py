@@ -1,0 +1,1 @@
+"""Dataflow mapping, performance and energy models (installed as ``trainforge.dataflow``)."""

@@ -1,0 +1,1 @@
+"""Amaranth hardware generators (installed as ``trainforge.hw``)."""

@@ -1,0 +1,1 @@
+"""Verilator + cocotb simulation harness (installed as ``trainforge.sim``)."""

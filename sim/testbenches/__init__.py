@@ -1,0 +1,1 @@
+"""cocotb testbenches, one module per design (run inside the simulator process)."""
