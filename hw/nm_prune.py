@@ -30,10 +30,10 @@ from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
+from trainforge.hw.fp.formats import FloatFormat, float_format
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
-from trainforge.hw.fp.formats import FloatFormat, float_format
 
 __all__ = ["NMPattern", "NMPrune", "NMPruneConfig", "dense_layout", "group_layout", "sparse_layout"]
 
@@ -151,6 +151,11 @@ class NMPrune(wiring.Component):
     def config(self) -> NMPruneConfig:
         return self._config
 
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting a group's last weight to presenting its compressed result."""
+        return 1
+
     def elaborate(self, platform) -> Module:
         cfg = self._config
         m_max, slots, width = cfg.m_max, cfg.slots, cfg.float_format.width
@@ -214,13 +219,11 @@ class NMPrune(wiring.Component):
                     m.d.comb += [final_counts[i].eq(own_count), final_weights[i].eq(incoming)]
 
             with m.If(accept):
-                m.d.sync += [s.eq(c) for s, c in zip(beaten_by, final_counts)]
-                m.d.sync += [s.eq(w) for s, w in zip(stored, final_weights)]
+                m.d.sync += [s.eq(c) for s, c in zip(beaten_by, final_counts, strict=True)]
+                m.d.sync += [s.eq(w) for s, w in zip(stored, final_weights, strict=True)]
                 with m.If(completing):
-                    m.d.sync += [h.eq(w) for h, w in zip(held, final_weights)]
-                    m.d.sync += keep.eq(
-                        Cat((final_counts[i] < group_n) & (Const(i) <= position) for i in range(m_max))
-                    )
+                    m.d.sync += [h.eq(w) for h, w in zip(held, final_weights, strict=True)]
+                    m.d.sync += keep.eq(Cat((final_counts[i] < group_n) & (Const(i) <= position) for i in range(m_max)))
 
             # Compaction: survivor i goes to slot popcount(keep[:i]).
             out = self.sparse.payload[lane]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from trainforge.hw.fp.formats import FloatFormat
 
 __all__ = ["corner_case_floats"]

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from trainforge.hw.nm_prune import NMPruneConfig, dense_layout, sparse_layout
+from trainforge.hw.nm_prune import NMPattern, NMPruneConfig, dense_layout, sparse_layout
 from trainforge.models.nm import nm_compress, nm_mask
 from trainforge.sim.packing import PayloadCodec
 
@@ -53,6 +52,11 @@ class NMPruneTransactions:
         self.width = config.float_format.width
         self.dense = PayloadCodec(dense_layout(config))
         self.sparse = PayloadCodec(sparse_layout(config))
+        self.pattern = PayloadCodec(NMPattern(config.m_max))
+
+    def pattern_word(self, n: int, m: int) -> int:
+        """The ``pattern`` port value for run-time ``n:m``."""
+        return self.pattern.pack({("n",): np.array([n]), ("m",): np.array([m])}, 1)[0]
 
     def raw_bits(self, weights: torch.Tensor) -> np.ndarray:
         """The weights' bit patterns as uint64."""

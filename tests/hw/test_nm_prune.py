@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from amaranth.sim import Simulator
-
-from trainforge.errors import ConfigError
 from trainforge.hw.fp.formats import float_format
 from trainforge.hw.nm_prune import NMPrune, NMPruneConfig
 from trainforge.sim.stimulus import corner_case_floats
 from trainforge.sim.testbenches.nm_prune_transactions import NMPruneTransactions
+
+from trainforge.errors import ConfigError
 
 
 def simulate(config, patterns, groups_per_pattern, *, seed=0, stall_every=0, idle_every=0):
@@ -59,7 +61,7 @@ def simulate(config, patterns, groups_per_pattern, *, seed=0, stall_every=0, idl
     sim.run()
     mismatches = []
     offset = 0
-    for n, m, groups, beats, expected in plan:
+    for n, m, groups, _, expected in plan:
         rounds = txn.rounds(len(groups))
         got = txn.decode(results["outputs"][offset : offset + rounds], len(groups))
         offset += rounds
@@ -99,7 +101,7 @@ def test_fewer_slots_than_m_minus_one():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"lanes": 0}, "lanes must be in 1..256, not 0"),
         ({"m_max": 6}, "m_max must be a power of two in 2..32, not 6"),
@@ -108,13 +110,13 @@ def test_fewer_slots_than_m_minus_one():
     ],
 )
 def test_invalid_config_is_rejected_with_the_value(kwargs, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         NMPruneConfig(**kwargs)
 
 
 def test_config_from_strings_and_unknown_keys():
     assert NMPruneConfig.from_mapping({"lanes": "8", "fmt": "bf16"}) == NMPruneConfig(lanes=8, fmt="bf16")
-    with pytest.raises(ConfigError, match="unknown parameter 'lane'.*valid: lanes, m_max, n_max, fmt"):
+    with pytest.raises(ConfigError, match=r"unknown parameter 'lane'.*valid: lanes, m_max, n_max, fmt"):
         NMPruneConfig.from_mapping({"lane": "8"})
     with pytest.raises(ConfigError, match="lanes='many'"):
         NMPruneConfig.from_mapping({"lanes": "many"})

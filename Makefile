@@ -1,0 +1,40 @@
+# The two commands of the README. Everything the project needs is installed from here:
+# a fresh machine needs only Python 3.11, g++, make and perl (Verilator's build tools).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Each stamp records that its install step ran against the current pyproject.toml.
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+# pytest-xdist workers: both cores; Verilator builds are serialised per design by a file lock.
+WORKERS ?= 2
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -n $(WORKERS) --durations=10
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo-out

