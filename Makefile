@@ -30,7 +30,7 @@ demo: $(STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n $(WORKERS) --durations=10
+	$(BIN)/pytest -n $(WORKERS) --durations=10
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -153,6 +153,60 @@ class VerilatorBuild:
     waves: bool
 
 
+_LZ4_DECLARATIONS = """\
+/* The two liblz4 entry points Verilator's FST writer calls (stable ABI since lz4 1.7.3).
+   Written by trainforge because Debian ships liblz4.so.1 without its header unless
+   liblz4-dev is installed. */
+#ifndef TRAINFORGE_LZ4_H
+#define TRAINFORGE_LZ4_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+int LZ4_compressBound(int inputSize);
+int LZ4_compress_default(const char* src, char* dst, int srcSize, int dstCapacity);
+#ifdef __cplusplus
+}
+#endif
+#endif
+"""
+
+
+def _fst_flags(build_dir: Path) -> list[str]:
+    """Compiler and linker flags that let FST tracing build where lz4's headers are missing.
+
+    Verilator's FST writer includes ``<lz4.h>`` and links ``-llz4``. With ``liblz4-dev`` installed
+    nothing is needed; otherwise the runtime library (always present on Debian) is used through
+    a declarations-only header and a link-time symlink inside the build folder.
+    """
+    if Path("/usr/include/lz4.h").exists():
+        return []
+    runtime = next(
+        (
+            p
+            for d in (
+                "/lib/x86_64-linux-gnu",
+                "/usr/lib/x86_64-linux-gnu",
+                "/lib64",
+                "/usr/lib64",
+                "/usr/lib",
+                "/lib/aarch64-linux-gnu",
+                "/usr/lib/aarch64-linux-gnu",
+            )
+            if (p := Path(d) / "liblz4.so.1").exists()
+        ),
+        None,
+    )
+    if runtime is None:
+        raise ToolchainError("FST waveforms need liblz4 (Debian: apt-get install liblz4-dev)")
+    shim = build_dir / "lz4"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / "lz4.h").write_text(_LZ4_DECLARATIONS)
+    link = shim / "liblz4.so"
+    if not link.exists():
+        link.symlink_to(runtime)
+    return ["-CFLAGS", f"-I{shim}", "-LDFLAGS", f"-L{shim}"]
+
+
 def lint(verilog: Path, top: str, *, timeout: float = 300) -> None:
     """Run ``verilator --lint-only -Wall`` with :data:`LINT_WAIVERS`; raise on any other warning."""
     verilog = verilog.resolve()
@@ -223,6 +277,7 @@ def build(
         cmd = [
             "verilator",
             *flags,
+            *(_fst_flags(build_dir) if waves else []),
             "-Mdir",
             str(build_dir / "obj"),
             "-LDFLAGS",
