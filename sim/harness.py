@@ -174,6 +174,8 @@ def simulate(
     testcase: str | None = None,
     run_dir: Path | None = None,
     timeout: float = 1800,
+    test_module: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> SimResult:
     """Generate, build (cached) and run ``design``'s cocotb regression against its golden model.
 
@@ -191,6 +193,12 @@ def simulate(
         Regular expression selecting tests by name.
     run_dir : Path, optional
         Where logs, results and waves go (default: a new folder under the cache).
+    timeout : float
+        Seconds before a hung simulation is stopped (:class:`SimulationError`).
+    test_module : str, optional
+        Another cocotb module to run instead of the design's regression.
+    extra_env : mapping, optional
+        Further environment variables for the testbench.
     """
     generated = generate(design, config)
     design = generated.design
@@ -204,10 +212,10 @@ def simulate(
     run = verilator.run_cocotb(
         model,
         top=design.top,
-        test_module=design.testbench,
+        test_module=test_module or design.testbench,
         run_dir=run_dir,
         seed=seed,
-        env={CONFIG_ENV: generated.config.to_json(), METRICS_ENV: str(metrics_path)},
+        env={**(extra_env or {}), CONFIG_ENV: generated.config.to_json(), METRICS_ENV: str(metrics_path)},
         waves=waves,
         testcase=testcase,
         timeout=timeout,
