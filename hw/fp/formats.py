@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from functools import cached_property
 
-import torch
 from amaranth.lib import data
 
 from trainforge.errors import ConfigError
@@ -28,14 +27,23 @@ class FloatFormat:
         Short name used in configurations (``"fp16"``).
     exp_bits, man_bits : int
         Widths of the biased exponent and of the stored mantissa (without the hidden bit).
-    torch_dtype : torch.dtype or None
-        The PyTorch dtype with the same encoding, where one exists.
+    torch_name : str or None
+        Name of the PyTorch dtype with the same encoding, where one exists.
     """
 
     name: str
     exp_bits: int
     man_bits: int
-    torch_dtype: torch.dtype | None = None
+    torch_name: str | None = None
+
+    @property
+    def torch_dtype(self):
+        """The PyTorch dtype with this encoding, or None (torch is imported only when asked)."""
+        if self.torch_name is None:
+            return None
+        import torch
+
+        return getattr(torch, self.torch_name)
 
     @property
     def width(self) -> int:
@@ -55,9 +63,9 @@ class FloatFormat:
 FORMATS: dict[str, FloatFormat] = {
     f.name: f
     for f in (
-        FloatFormat("fp16", 5, 10, torch.float16),
-        FloatFormat("bf16", 8, 7, torch.bfloat16),
-        FloatFormat("fp32", 8, 23, torch.float32),
+        FloatFormat("fp16", 5, 10, "float16"),
+        FloatFormat("bf16", 8, 7, "bfloat16"),
+        FloatFormat("fp32", 8, 23, "float32"),
     )
 }
 
