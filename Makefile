@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # pytest-xdist workers: both cores; Verilator builds are serialised per design by a file lock.
 WORKERS ?= 2
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n $(WORKERS) --durations=10
+
+# The fast tier only: Amaranth simulator and pure Python, no Verilator build.
+test-fast: $(DEV_STAMP)
+	$(BIN)/pytest -n $(WORKERS) -m "not verilator"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

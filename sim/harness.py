@@ -29,7 +29,7 @@ from trainforge.sim.testbenches.common import CONFIG_ENV, METRICS_ENV
 from trainforge import __version__
 from trainforge.config import GeneratorConfig
 from trainforge.designs import Design, get_design
-from trainforge.errors import SimulationError
+from trainforge.errors import SimulationError, GoldenMismatchError
 
 __all__ = ["GeneratedVerilog", "SimResult", "generate", "simulate"]
 
@@ -157,6 +157,15 @@ class SimResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def raise_for_failure(self) -> None:
+        """Raise :class:`~trainforge.errors.GoldenMismatchError` unless every test passed."""
+        if not self.passed:
+            raise GoldenMismatchError(
+                f"{self.design}: {self.failures} of {self.tests} cocotb tests failed against the golden model; "
+                f"log: {self.log}",
+                result=self,
+            )
+
 
 def _new_run_dir(design: Design) -> Path:
     root = verilator.cache_dir() / "runs"
@@ -176,6 +185,7 @@ def simulate(
     timeout: float = 1800,
     test_module: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    check: bool = True,
 ) -> SimResult:
     """Generate, build (cached) and run ``design``'s cocotb regression against its golden model.
 
@@ -199,6 +209,18 @@ def simulate(
         Another cocotb module to run instead of the design's regression.
     extra_env : mapping, optional
         Further environment variables for the testbench.
+    check : bool
+        Raise :class:`~trainforge.errors.GoldenMismatchError` (carrying the result) when a test
+        fails; with ``False`` the failure is only reported in ``SimResult.passed``.
+
+    Raises
+    ------
+    trainforge.errors.GoldenMismatchError
+        A test failed and ``check`` is true.
+    trainforge.errors.SimulationError
+        The simulation crashed, hung past ``timeout`` or wrote no results.
+    trainforge.errors.ToolchainError
+        Verilator or the C++ build failed.
     """
     generated = generate(design, config)
     design = generated.design
@@ -225,7 +247,7 @@ def simulate(
         raise SimulationError(f"{run.tests} tests passed but only {len(metrics)} recorded their cycles; log: {run.log}")
     cycles = sum(int(m.get("cycles", 0)) for m in metrics)
     sim_s = sum(float(m.get("sim_s", 0.0)) for m in metrics) or run.wall_s
-    return SimResult(
+    result = SimResult(
         design=design.name,
         parameters=generated.config.to_dict(),
         passed=run.failures == 0,
@@ -241,3 +263,6 @@ def simulate(
         log=str(run.log),
         waves=str(run.waves) if run.waves else None,
     )
+    if check:
+        result.raise_for_failure()
+    return result

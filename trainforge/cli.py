@@ -128,7 +128,7 @@ def sim_command(
         raise UsageError(f"--seed must be >= 0, not {seed}")
     if not as_json:
         err.print(f"[dim]simulating {design} ({config.to_json()}) on Verilator...[/dim]")
-    result = simulate(design_obj, config, seed=seed, waves=waves)
+    result = simulate(design_obj, config, seed=seed, waves=waves, check=False)
     if as_json:
         payload = result.to_dict()
         print(json.dumps(payload, sort_keys=True))

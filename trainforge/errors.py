@@ -29,3 +29,17 @@ class ToolchainError(TrainforgeError, RuntimeError):
 
 class SimulationError(TrainforgeError, RuntimeError):
     """A simulation ran but did not produce a usable result (crash, timeout, missing results)."""
+
+
+class GoldenMismatchError(TrainforgeError, AssertionError):
+    """A simulation ran to completion and the design disagreed with its golden model.
+
+    Attributes
+    ----------
+    result : trainforge.sim.harness.SimResult
+        The full result, with the log path and per-test figures.
+    """
+
+    def __init__(self, message: str, *, result) -> None:
+        super().__init__(message)
+        self.result = result

@@ -8,7 +8,7 @@ import pytest
 from trainforge.sim import verilator
 from trainforge.sim.harness import generate, simulate
 
-from trainforge.errors import SimulationError
+from trainforge.errors import SimulationError, GoldenMismatchError
 
 pytestmark = pytest.mark.verilator
 
@@ -73,6 +73,15 @@ def test_a_failing_testbench_is_reported_not_raised(tmp_path):
     )
     assert (run.tests, run.failures) == (1, 1)
     assert "differs from the (wrong) 2:4 golden" in run.log.read_text()
+
+
+def test_simulate_raises_on_failure_unless_asked_not_to():
+    kwargs = {"test_module": "tb_nm_prune_wrong_golden", "testcase": "compares_against_the_wrong_pattern"}
+    with pytest.raises(GoldenMismatchError, match=r"1 of 1 cocotb tests failed") as info:
+        simulate("nm-prune", {"lanes": 2, "m_max": 4}, **kwargs)
+    assert info.value.result.failures == 1
+    result = simulate("nm-prune", {"lanes": 2, "m_max": 4}, check=False, **kwargs)
+    assert (result.passed, result.tests, result.failures) == (False, 1, 1)
 
 
 def test_a_hung_simulation_times_out_with_a_clear_error(tmp_path):
