@@ -23,13 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainforge.sim import verilator
-from trainforge.sim.testbenches.common import CONFIG_ENV, METRICS_ENV
-
 from trainforge import __version__
 from trainforge.config import GeneratorConfig
 from trainforge.designs import Design, get_design
-from trainforge.errors import SimulationError, GoldenMismatchError
+from trainforge.errors import GoldenMismatchError, SimulationError
+from trainforge.sim import verilator
+from trainforge.sim.testbenches.common import CONFIG_ENV, METRICS_ENV
 
 __all__ = ["GeneratedVerilog", "SimResult", "generate", "simulate"]
 

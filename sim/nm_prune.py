@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from trainforge.errors import SimulationError, UsageError
 from trainforge.hw.nm_prune import NMPruneConfig
 from trainforge.models.nm import nm_compress
 from trainforge.sim.harness import SimResult, simulate
-
-from trainforge.errors import SimulationError, UsageError
 
 __all__ = ["RTLPruneResult", "prune_on_rtl"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from trainforge.hw.fp.formats import FloatFormat
 
 __all__ = ["corner_case_floats"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from trainforge.hw.nm_prune import NMPattern, NMPruneConfig, dense_layout, sparse_layout
 from trainforge.models.nm import nm_compress, nm_mask
 from trainforge.sim.packing import PayloadCodec

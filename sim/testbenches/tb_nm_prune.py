@@ -15,6 +15,7 @@ import cocotb
 import numpy as np
 import torch
 from cocotb.triggers import ReadOnly, RisingEdge
+
 from trainforge.hw.nm_prune import NMPruneConfig
 from trainforge.models.nm import nm_compress
 from trainforge.sim.stimulus import corner_case_floats

@@ -13,6 +13,7 @@ import os
 import cocotb
 import numpy as np
 import torch
+
 from trainforge.hw.nm_prune import NMPruneConfig
 from trainforge.sim.testbenches.common import load_config, record_metrics, start_clock_and_reset
 from trainforge.sim.testbenches.nm_prune_transactions import NMPruneTransactions

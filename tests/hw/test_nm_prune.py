@@ -8,12 +8,12 @@ import re
 import pytest
 import torch
 from amaranth.sim import Simulator
+
+from trainforge.errors import ConfigError
 from trainforge.hw.fp.formats import float_format
 from trainforge.hw.nm_prune import NMPrune, NMPruneConfig
 from trainforge.sim.stimulus import corner_case_floats
 from trainforge.sim.testbenches.nm_prune_transactions import NMPruneTransactions
-
-from trainforge.errors import ConfigError
 
 
 def simulate(config, patterns, groups_per_pattern, *, seed=0, stall_every=0, idle_every=0):

@@ -4,6 +4,7 @@ Used by test_harness.py to prove that a failing cocotb test reaches ``SimResult.
 """
 
 import cocotb
+
 from trainforge.hw.nm_prune import NMPruneConfig
 from trainforge.sim.testbenches.common import load_config, record_metrics, start_clock_and_reset
 from trainforge.sim.testbenches.nm_prune_transactions import NMPruneTransactions

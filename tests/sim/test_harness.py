@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+
+from trainforge.errors import GoldenMismatchError, SimulationError
 from trainforge.sim import verilator
 from trainforge.sim.harness import generate, simulate
-
-from trainforge.errors import SimulationError, GoldenMismatchError
 
 pytestmark = pytest.mark.verilator
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from trainforge.errors import UsageError
 from trainforge.hw.nm_prune import NMPruneConfig
 from trainforge.models import nm_compress, nm_mask
 from trainforge.sim.nm_prune import prune_on_rtl
-
-from trainforge.errors import UsageError
 
 
 @pytest.mark.verilator

@@ -2,6 +2,7 @@
 
 import numpy as np
 from amaranth.lib import data
+
 from trainforge.sim.packing import PayloadCodec
 
 LAYOUT = data.ArrayLayout(data.StructLayout({"value": 16, "index": 3, "mask": 8}), 3)
