@@ -30,10 +30,10 @@ from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
-from trainforge.hw.fp.formats import FloatFormat, float_format
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
+from trainforge.hw.fp.formats import FloatFormat, float_format
 
 __all__ = ["NMPattern", "NMPrune", "NMPruneConfig", "dense_layout", "group_layout", "sparse_layout"]
 

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import torch
 from rich.console import Console
 from rich.table import Table
+
 from trainforge.hw.nm_prune import NMPruneConfig
 from trainforge.models import nm_compress, nm_mask
 from trainforge.sim.harness import generate, simulate

@@ -9,11 +9,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from trainforge.errors import UsageError
 from trainforge.hw.fp.formats import FORMATS
 from trainforge.models import nm_compress, nm_decompress, nm_mask
 from trainforge.sim.stimulus import corner_case_floats
-
-from trainforge.errors import UsageError
 
 
 def oracle_keep(group: list[float], n: int) -> list[int]:
