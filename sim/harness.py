@@ -27,7 +27,7 @@ from trainforge import __version__
 from trainforge.config import GeneratorConfig
 from trainforge.designs import Design, get_design
 from trainforge.errors import GoldenMismatchError, SimulationError
-from trainforge.sim import verilator
+from trainforge.sim import bulk, verilator
 from trainforge.sim.testbenches.common import CONFIG_ENV, METRICS_ENV
 
 __all__ = ["GeneratedVerilog", "SimResult", "generate", "simulate"]
@@ -224,19 +224,36 @@ def simulate(
     generated = generate(design, config)
     design = generated.design
     start = time.perf_counter()
-    model = verilator.build(generated.text, top=design.top, ports=[p["name"] for p in generated.ports], waves=waves)
-    build_s = time.perf_counter() - start
     run_dir = run_dir if run_dir is not None else _new_run_dir(design)
-    metrics_path = run_dir / "metrics.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(extra_env or {})
+    if design.bulk is not None:
+        top = bulk.BULK_TOP
+        model = verilator.build(
+            generated.text,
+            top=top,
+            ports=["clk", "rst", "done"],
+            waves=waves,
+            extra_args=bulk.BUILD_ARGS,
+            extra_sources={
+                "tf_bulk_top.sv": bulk.bulk_wrapper(design.top, generated.ports, design.bulk),
+                "bulk_dpi.cpp": bulk.DPI_SOURCE.read_text(),
+            },
+        )
+        env.update({bulk.IN_ENV: str(run_dir / "bulk_in.bin"), bulk.OUT_ENV: str(run_dir / "bulk_out.bin")})
+    else:
+        top = design.top
+        model = verilator.build(generated.text, top=top, ports=[p["name"] for p in generated.ports], waves=waves)
+    build_s = time.perf_counter() - start
+    metrics_path = run_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
     run = verilator.run_cocotb(
         model,
-        top=design.top,
+        top=top,
         test_module=test_module or design.testbench,
         run_dir=run_dir,
         seed=seed,
-        env={**(extra_env or {}), CONFIG_ENV: generated.config.to_json(), METRICS_ENV: str(metrics_path)},
+        env={**env, CONFIG_ENV: generated.config.to_json(), METRICS_ENV: str(metrics_path)},
         waves=waves,
         testcase=testcase,
         timeout=timeout,

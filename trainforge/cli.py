@@ -119,6 +119,15 @@ def sim_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the stimulus (>= 0).")] = 1,
     waves: Annotated[bool, typer.Option("--waves", help="Write an FST waveform.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    vectors: Annotated[
+        Path | None, typer.Option("--vectors", help="Check a Berkeley TestFloat vector file instead (fp-fma/add/mul).")
+    ] = None,
+    rounding: Annotated[
+        str | None, typer.Option("--rounding", help="With --vectors: rne, rtz, rdn, rup or rmm.")
+    ] = None,
+    op: Annotated[
+        str | None, typer.Option("--op", help="With --vectors: the operation (default: the design's).")
+    ] = None,
 ) -> None:
     """Run DESIGN's cocotb regression on Verilator against its PyTorch golden model."""
     from trainforge.sim.harness import simulate
@@ -126,6 +135,11 @@ def sim_command(
     design_obj, config = _config(design, overrides)
     if seed < 0:
         raise UsageError(f"--seed must be >= 0, not {seed}")
+    if vectors is not None:
+        _sim_vectors(design, config, vectors, rounding, op, seed, as_json)
+        return
+    if rounding is not None or op is not None:
+        raise UsageError("--rounding and --op apply only with --vectors FILE")
     if not as_json:
         err.print(f"[dim]simulating {design} ({config.to_json()}) on Verilator...[/dim]")
     result = simulate(design_obj, config, seed=seed, waves=waves, check=False)
@@ -154,6 +168,70 @@ def sim_command(
             out.print(f"log: {result.log}")
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _sim_vectors(design, config, path: Path, rounding: str | None, op: str | None, seed: int, as_json: bool) -> None:
+    from trainforge.sim.fp_vectors import check_vector_file
+
+    if rounding is None:
+        raise UsageError("--vectors needs --rounding (rne, rtz, rdn, rup or rmm): a TestFloat file is per mode")
+    check = check_vector_file(design, config, path, rounding=rounding, op=op, seed=seed)
+    if as_json:
+        payload = {
+            "design": design,
+            "parameters": config.to_dict(),
+            "passed": check.mismatches == 0,
+            "vectors": check.vectors,
+            "mismatches": check.mismatches,
+            "vectors_per_s": check.vectors_per_s,
+            "first_mismatches": check.first_mismatches,
+            "cycles": check.sim.cycles if check.sim else 0,
+            "log": check.sim.log if check.sim else "",
+        }
+        print(json.dumps(payload, sort_keys=True))
+    else:
+        verdict = "[green]PASSED[/green]" if check.mismatches == 0 else "[red]FAILED[/red]"
+        out.print(
+            f"{verdict} {check.vectors:,} vectors, {check.mismatches:,} mismatches, "
+            f"{check.vectors_per_s:,.0f} vectors/s"
+        )
+        for line in check.first_mismatches:
+            out.print(f"  {line}", markup=False)
+    if check.mismatches:
+        raise typer.Exit(1)
+
+
+@app.command("synth")
+@_reports_errors
+def synth_command(
+    design: Annotated[str, typer.Argument(help="Design name (see `trainforge designs`).")],
+    target: Annotated[str, typer.Option("--target", "-t", help="xcup, xc7, ice40 or cmos.")] = "xcup",
+    overrides: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Estimate DESIGN's resources by synthesis with yosys (no place and route), cached by Verilog hash."""
+    from trainforge.sim.harness import generate
+    from trainforge.sim.synth import TARGETS, synthesize
+
+    if target not in TARGETS:
+        raise UsageError(f"unknown synthesis target {target!r}; valid: {', '.join(TARGETS)}")
+    design_obj, config = _config(design, overrides)
+    generated = generate(design_obj, config)
+    if not as_json:
+        err.print(f"[dim]synthesising {design} for {target} with yosys (first use compiles yosys: ~1 min)...[/dim]")
+    result = synthesize(generated.text, top=design_obj.top, target=target)
+    if as_json:
+        print(json.dumps({"design": design, "parameters": config.to_dict(), **result.to_dict()}, sort_keys=True))
+        return
+    table = Table(title=f"{design} on {target} ({'cached' if result.cached else f'{result.seconds:.1f} s'})")
+    for column in ("LUT", "FF", "DSP", "carry", "BRAM", "LUTRAM", "gates", "transistors"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(str(getattr(result, k)) for k in ("lut", "ff", "dsp", "carry", "bram", "lutram", "gates")),
+        str(result.transistors) if result.transistors is not None else "-",
+    )
+    out.print(table)
+    out.print("cells: " + ", ".join(f"{k} {v}" for k, v in result.cells.items()))
 
 
 @app.command("doctor")

@@ -6,6 +6,7 @@ read this table and need no change.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import UsageError
+from trainforge.sim.bulk import BulkPorts
 
 __all__ = ["DESIGNS", "Design", "get_design"]
 
@@ -40,6 +42,11 @@ class Design:
         Module holding the cocotb tests.
     golden : str
         The golden model the testbench compares against.
+    defaults : mapping
+        Parameter values that differ from the configuration class's defaults for this design.
+    bulk : BulkPorts or None
+        When set, the regression runs on the design wrapped by the bulk stream driver
+        (:mod:`trainforge.sim.bulk`), whose cocotb top has only ``clk``, ``rst`` and ``done``.
     """
 
     name: str
@@ -48,6 +55,8 @@ class Design:
     config: str
     testbench: str
     golden: str
+    bulk: BulkPorts | None = None
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def top(self) -> str:
@@ -59,7 +68,7 @@ class Design:
 
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> GeneratorConfig:
         """The default configuration with ``overrides`` (strings allowed) applied and validated."""
-        return self.config_type.from_mapping(dict(overrides or {}))
+        return self.config_type.from_mapping({**self.defaults, **(overrides or {})})
 
     def make_component(self, config: GeneratorConfig):
         return _load(self.component)(config=config)
@@ -75,6 +84,35 @@ DESIGNS: dict[str, Design] = {
             config="trainforge.hw.nm_prune:NMPruneConfig",
             testbench="trainforge.sim.testbenches.tb_nm_prune",
             golden="trainforge.models.nm_compress / nm_mask",
+        ),
+        Design(
+            name="fp-fma",
+            summary="fused multiply-add, FP16/BF16/FP32 or mixed (FP16xFP16+FP32), 5 rounding modes, IEEE flags",
+            component="trainforge.hw.fp.fma:FMA",
+            config="trainforge.hw.fp.fma:FMAConfig",
+            testbench="trainforge.sim.testbenches.tb_fp_fma",
+            golden="trainforge.models.fp (exact oracle)",
+            bulk=BulkPorts(source="request", sink="response"),
+        ),
+        Design(
+            name="fp-add",
+            summary="floating-point adder/subtractor (the FMA datapath with ops=add)",
+            component="trainforge.hw.fp.fma:FMA",
+            config="trainforge.hw.fp.fma:FMAConfig",
+            testbench="trainforge.sim.testbenches.tb_fp_fma",
+            golden="trainforge.models.fp (exact oracle)",
+            bulk=BulkPorts(source="request", sink="response"),
+            defaults={"ops": "add"},
+        ),
+        Design(
+            name="fp-mul",
+            summary="floating-point multiplier (the FMA datapath with ops=mul)",
+            component="trainforge.hw.fp.fma:FMA",
+            config="trainforge.hw.fp.fma:FMAConfig",
+            testbench="trainforge.sim.testbenches.tb_fp_fma",
+            golden="trainforge.models.fp (exact oracle)",
+            bulk=BulkPorts(source="request", sink="response"),
+            defaults={"ops": "mul"},
         ),
     )
 }

@@ -66,6 +66,7 @@ FORMATS: dict[str, FloatFormat] = {
         FloatFormat("fp16", 5, 10, "float16"),
         FloatFormat("bf16", 8, 7, "bfloat16"),
         FloatFormat("fp32", 8, 23, "float32"),
+        FloatFormat("fp8e5m2", 5, 2),
     )
 }
 
