@@ -1,6 +1,21 @@
 """PyTorch golden models, training algorithms and workloads (installed as ``trainforge.models``)."""
 
-from trainforge.models.nm import magnitude_key, nm_compress, nm_decompress, nm_mask
+from trainforge.models.masks import backward_mask, forward_mask, transposable_mask, transposable_patterns
+from trainforge.models.nm import magnitude_key, nm_compress, nm_decompress, nm_mask, zero_pad_to_multiple
+from trainforge.models.sparse_training import (
+    LayerMasks,
+    MaskDecay,
+    Schedule,
+    SparseConv2d,
+    SparseLinear,
+    SparsityConfig,
+    StructureDecay,
+    densify,
+    sparse_conv2d,
+    sparse_linear,
+    sparse_masks,
+    sparsify,
+)
 from trainforge.models.topology import (
     onnx_workload,
     parse_scalesim_csv,
@@ -28,11 +43,21 @@ __all__ = [
     "ElementwiseOp",
     "GemmOp",
     "Layer",
+    "LayerMasks",
+    "MaskDecay",
     "MaskOp",
+    "Schedule",
+    "SparseConv2d",
+    "SparseLinear",
+    "SparsityConfig",
+    "StructureDecay",
     "UpdateOp",
     "VectorLayer",
     "Workload",
     "assemble_workload",
+    "backward_mask",
+    "densify",
+    "forward_mask",
     "magnitude_key",
     "nm_compress",
     "nm_decompress",
@@ -40,8 +65,15 @@ __all__ = [
     "onnx_workload",
     "parse_scalesim_csv",
     "read_scalesim_csv",
+    "sparse_conv2d",
+    "sparse_linear",
+    "sparse_masks",
+    "sparsify",
     "to_scalesim_csv",
+    "transposable_mask",
+    "transposable_patterns",
     "workload",
     "write_scalesim_csv",
+    "zero_pad_to_multiple",
     "zoo_model",
 ]

@@ -26,7 +26,7 @@ import torch
 
 from trainforge.errors import UsageError
 
-__all__ = ["magnitude_key", "nm_compress", "nm_decompress", "nm_mask"]
+__all__ = ["magnitude_key", "nm_compress", "nm_decompress", "nm_mask", "zero_pad_to_multiple"]
 
 _KEY_VIEW = {
     torch.float16: (torch.int16, 0x7FFF),
@@ -70,13 +70,18 @@ def _check_nm(n: int, m: int) -> None:
         raise UsageError(f"N:M needs 1 <= n < m, not n={n}, m={m}")
 
 
-def _grouped(w: torch.Tensor, m: int, dim: int) -> tuple[torch.Tensor, int]:
-    """Move ``dim`` last and split it into groups of ``m``: shape (..., groups, m)."""
+def _check_dim(w: torch.Tensor, dim: int) -> int:
+    """Validate ``dim`` for ``w`` and return it as a non-negative index."""
     if w.dim() == 0:
         raise UsageError("N:M pruning needs a tensor with at least one dimension")
     if not -w.dim() <= dim < w.dim():
         raise UsageError(f"dim must be in [{-w.dim()}, {w.dim() - 1}] for a {w.dim()}-d tensor, not {dim}")
-    dim %= w.dim()
+    return dim % w.dim()
+
+
+def _grouped(w: torch.Tensor, m: int, dim: int) -> tuple[torch.Tensor, int]:
+    """Move ``dim`` last and split it into groups of ``m``: shape (..., groups, m)."""
+    dim = _check_dim(w, dim)
     size = w.shape[dim]
     if size % m:
         raise UsageError(
@@ -104,7 +109,38 @@ def _kept_positions(w: torch.Tensor, n: int, m: int, dim: int) -> tuple[torch.Te
     return kept, dim
 
 
-def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = -1) -> torch.Tensor:
+def zero_pad_to_multiple(w: torch.Tensor, m: int, dim: int) -> torch.Tensor:
+    """Append zeros along ``dim`` until its size is a multiple of ``m`` (``w`` itself if it already is).
+
+    This is the padding policy of ``pad=True``: a short tail group is completed with ``+0.0``
+    elements placed after the real ones, so they lose every tie against a real element.
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        Any tensor of at least one dimension.
+    m : int
+        The group size, a positive integer.
+    dim : int
+        The dimension to pad.
+
+    Returns
+    -------
+    torch.Tensor
+        ``w`` with ``dim`` grown to the next multiple of ``m``.
+    """
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise UsageError(f"m must be a positive integer, not {m!r}")
+    dim = _check_dim(w, dim)
+    extra = -w.shape[dim] % m
+    if not extra:
+        return w
+    shape = list(w.shape)
+    shape[dim] = extra
+    return torch.cat([w, w.new_zeros(shape)], dim=dim)
+
+
+def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = -1, *, pad: bool = False) -> torch.Tensor:
     """Boolean mask keeping the ``n`` largest magnitudes in every group of ``m`` along ``dim``.
 
     Parameters
@@ -114,12 +150,19 @@ def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = -1) -> torch.Tensor:
     n, m : int
         Keep ``n`` of every ``m`` consecutive elements, ``1 <= n < m``.
     dim : int
-        The dimension along which groups are formed; its size must be a multiple of ``m``.
+        The dimension along which groups are formed; its size must be a multiple of ``m``
+        unless ``pad`` is true.
+    pad : bool
+        Padding policy for a size that is not a multiple of ``m`` (default off: an error).
+        When true the last group is zero-padded to ``m`` elements (:func:`zero_pad_to_multiple`),
+        pruned as usual and the padding cut off again, so a tail group of ``k`` real elements
+        keeps ``min(n, k)`` of them: a real element, even a zero, always beats a padding zero.
 
     Returns
     -------
     torch.Tensor
-        A bool tensor of ``w``'s shape with exactly ``n`` True values per group.
+        A bool tensor of ``w``'s shape with exactly ``n`` True values per group (at most ``n``
+        in a padded tail group).
 
     Raises
     ------
@@ -128,6 +171,13 @@ def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = -1) -> torch.Tensor:
     trainforge.errors.UsageError
         ``n``, ``m`` or ``dim`` are invalid for ``w``.
     """
+    if pad:
+        _check_float(w)
+        _check_nm(n, m)
+        size = w.shape[_check_dim(w, dim)]
+        padded = zero_pad_to_multiple(w, m, dim)
+        if padded is not w:
+            return nm_mask(padded, n, m, dim).narrow(dim, 0, size)
     kept, dim = _kept_positions(w, n, m, dim)
     grouped_shape = (*kept.shape[:-1], m)
     mask = torch.zeros(grouped_shape, dtype=torch.bool, device=w.device)
