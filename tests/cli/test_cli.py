@@ -22,8 +22,8 @@ def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subproc
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sim", "no-such-design"], "trainforge: error: unknown design 'no-such-design'; valid designs: fp-add, fp-fma, fp-mul, nm-prune"),
-        (["verilog", "no-such-design"], "trainforge: error: unknown design 'no-such-design'; valid designs: fp-add, fp-fma, fp-mul, nm-prune"),
+        (["sim", "no-such-design"], "trainforge: error: unknown design 'no-such-design'; valid designs: "),
+        (["verilog", "no-such-design"], "trainforge: error: unknown design 'no-such-design'; valid designs: "),
         (["sim", "nm-prune", "--set", "lanes=0"], "trainforge: error: lanes must be in 1..256, not 0"),
         (["sim", "nm-prune", "--set", "wings=2"], "trainforge: error: unknown parameter 'wings' for NMPruneConfig"),
         (["sim", "nm-prune", "--set", "lanes=four"], "trainforge: error: lanes='four'"),
