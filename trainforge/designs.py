@@ -95,6 +95,15 @@ DESIGNS: dict[str, Design] = {
             bulk=BulkPorts(source="request", sink="response"),
         ),
         Design(
+            name="fp-simd",
+            summary="MCU FP16 SIMD datapath: vfadd/vfsub/vfmul/vfmac.h, vfdotpex.s.h, fmadd.s; OR-ed lane flags",
+            component="trainforge.hw.mcu.fp_simd:FPSimd",
+            config="trainforge.hw.mcu.fp_simd:FPSimdConfig",
+            testbench="trainforge.sim.testbenches.tb_fp_simd",
+            golden="trainforge.models.fp (exact oracle)",
+            bulk=BulkPorts(source="request", sink="response"),
+        ),
+        Design(
             name="fp-add",
             summary="floating-point adder/subtractor (the FMA datapath with ops=add)",
             component="trainforge.hw.fp.fma:FMA",

@@ -1,0 +1,1 @@
+"""MCU cluster datapaths for on-device training (installed as ``trainforge.hw.mcu``)."""
