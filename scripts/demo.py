@@ -1,7 +1,10 @@
-"""The main job, end to end as it stands: Verilog -> Verilator -> PyTorch golden, on the nm-prune unit.
+"""The main job, end to end as it stands: from a training workload down to RTL checked bit for bit.
 
-Run with `make demo`. Writes into demo-out/: the Verilog and its manifest, and a PNG of the
-forward- and backward-pass masks the RTL produced for a real conv layer.
+Run with `make demo`. Steps: what one BDWP training iteration of ResNet-18 asks of the hardware;
+the online N:M pruning unit as Verilog, simulated on Verilator against PyTorch, pruning a real conv
+layer's forward and backward copies; the FP16 FMA checked on a million TestFloat-format vectors;
+BDWP training of a small CNN in PyTorch. Writes into demo-out/: Verilog and manifests, a PNG of
+the masks the RTL produced, and the vector file.
 """
 
 from __future__ import annotations
@@ -28,8 +31,71 @@ OUT = Path("demo-out")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 
 
+STEPS = 6
+
+
 def step(number: int, title: str) -> None:
-    console.rule(f"[bold]Step {number}/4[/bold]  {title}")
+    console.rule(f"[bold]Step {number}/{STEPS}[/bold]  {title}")
+
+
+def workload_step() -> None:
+    from trainforge.models import workload, zoo_model
+
+    model, example = zoo_model("resnet18")
+    table = Table("method", "FF GMAC", "BP GMAC", "WU GMAC", "useful GMAC", "ideal speed-up")
+    for method, n, m in (("dense", 2, 8), ("srste", 2, 8), ("bdwp", 2, 8), ("bdwp", 1, 8)):
+        w = workload(model, example, method=method, n=n, m=m)
+        macs = w.macs_by_stage()
+        label = method if method == "dense" else f"{method} {n}:{m}"
+        table.add_row(
+            label,
+            *(f"{macs[s] / 1e9:.3f}" for s in ("ff", "bp", "wu")),
+            f"{sum(w.useful_macs(s) for s in ('ff', 'bp', 'wu')) / 1e9:.3f}",
+            f"{w.ideal_speedup:.2f}x",
+        )
+    console.print(table)
+    console.print("One training iteration, batch 1, 224x224 (trainforge.models.workload): BDWP makes FF and BP sparse.")
+
+
+def fma_step(all_ok: bool) -> bool:
+    from trainforge.designs import get_design
+    from trainforge.models.testfloat import generate_vectors
+    from trainforge.sim.fp_vectors import check_vector_file
+
+    design = get_design("fp-fma")
+    config = design.make_config({"fmt": "fp16"})
+    table = Table("rounding", "vectors", "mismatches", "vectors/s through the RTL")
+    for rounding in ("rne", "rmm"):
+        path = OUT / f"f16_mulAdd_{rounding}.tv"
+        with console.status(f"generating 1,000,000 TestFloat-format f16_mulAdd cases ({rounding}) with the oracle ..."):
+            generate_vectors("fmadd", "fp16", rounding, 1_000_000, 2026, path=path)
+        with console.status(f"checking 1,000,000 vectors ({rounding}) on the Verilator model ..."):
+            check = check_vector_file(design, config, path, rounding=rounding)
+        all_ok &= check.mismatches == 0
+        table.add_row(rounding, f"{check.vectors:,}", str(check.mismatches), f"{check.vectors_per_s:,.0f}")
+    console.print(table)
+    console.print(
+        f"Same check with your own file: trainforge sim fp-fma --set fmt=fp16 --vectors {OUT}/f16_mulAdd_rne.tv "
+        "--rounding rne"
+    )
+    return all_ok
+
+
+def training_step() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from accuracy_experiment import MODELS, Variant, train_once
+
+    cnn_name = next(name for name in MODELS if name.startswith("CNN"))
+
+    table = Table("method", "CNN test accuracy (digits, 10 epochs, seed 0)", "ideal training speed-up")
+    for variant in (Variant("dense", "dense"), Variant("bdwp 2:8", "bdwp", 2, 8), Variant("srste 2:8", "srste", 2, 8)):
+        with console.status(f"training {variant.label} ..."):
+            accuracy = train_once(cnn_name, variant, seed=0, epochs=10)
+        table.add_row(variant.label, f"{accuracy:.2f}%", f"{variant.ideal_speedup():.2f}x")
+    console.print(table)
+    console.print(
+        "Full table (3 seeds, 2:4, 1:4, PGF, Bi-Mask): scripts/accuracy_experiment.py, docs/sparse-training.md"
+    )
 
 
 def main() -> int:
@@ -37,7 +103,10 @@ def main() -> int:
     config = NMPruneConfig(lanes=8, m_max=8, fmt="fp16")
     all_ok = True
 
-    step(1, "Generate Verilog for the online N:M pruning unit")
+    step(1, "What a BDWP training iteration asks of the hardware (ResNet-18)")
+    workload_step()
+
+    step(2, "Generate Verilog for the online N:M pruning unit")
     generated = generate("nm-prune", config)
     v_path, j_path = generated.write(OUT)
     with console.status("verilator --lint-only -Wall ..."):
@@ -45,7 +114,7 @@ def main() -> int:
     console.print(f"{v_path}: {len(generated.text.splitlines())} lines, sha256 {generated.sha256[:16]}..., lint clean")
     console.print(f"{j_path}: parameters {generated.config.to_dict()}, latency {generated.latency} cycle")
 
-    step(2, "Cycle-accurate regression on Verilator against the PyTorch golden model")
+    step(3, "Cycle-accurate regression on Verilator against the PyTorch golden model")
     with console.status("building with Verilator (cached after the first run) and simulating ..."):
         result = simulate("nm-prune", config, seed=1)
     table = Table("cocotb test", "cycles", "weights", "weights/cycle")
@@ -59,7 +128,7 @@ def main() -> int:
     )
     all_ok &= result.passed
 
-    step(3, "Prune a real conv layer's FF and BP weight copies on the RTL (BDWP, 2:8)")
+    step(4, "Prune a real conv layer's FF and BP weight copies on the RTL (BDWP, 2:8)")
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(64, 32, 3)
     weight = conv.weight.detach().half()  # (C_out, C_in, kh, kw)
@@ -93,7 +162,7 @@ def main() -> int:
         f"positions; {both.float().mean():.1%} of weights are kept by both: BDWP needs both copies."
     )
 
-    step(4, "Plot the masks")
+    console.print("Plotting the masks ...")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     for ax, (copy, mask) in zip(axes, masks.items(), strict=True):
         ax.imshow(mask[:, :, 0, 0].numpy(), cmap="Greys", interpolation="nearest", aspect="auto")
@@ -108,6 +177,12 @@ def main() -> int:
     png = OUT / "nm-prune-masks.png"
     fig.savefig(png, dpi=110)
     console.print(f"wrote {png}")
+
+    step(5, "FP16 FMA on the RTL against TestFloat-format vectors (result and flags, bit for bit)")
+    all_ok = fma_step(all_ok)
+
+    step(6, "BDWP sparse training in PyTorch (digits, small CNN)")
+    training_step()
     console.rule("[green]demo complete[/green]" if all_ok else "[red]demo found a mismatch[/red]")
     return 0 if all_ok else 1
 
