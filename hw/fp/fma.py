@@ -52,7 +52,7 @@ from trainforge.hw.fp.ieee import Flags, FMAOp, RoundingMode
 
 __all__ = ["FMA", "FMAConfig", "fma_request_layout", "fma_response_layout"]
 
-FormatName = Literal["fp16", "bf16", "fp32"]
+FormatName = Literal["fp8e5m2", "fp16", "bf16", "fp32"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,9 +61,9 @@ class FMAConfig(GeneratorConfig):
 
     Parameters
     ----------
-    fmt : {"fp16", "bf16", "fp32"}
+    fmt : {"fp8e5m2", "fp16", "bf16", "fp32"}
         Format of the addend ``c`` and of the result.
-    src_fmt : {"fp16", "bf16", "fp32"} or None
+    src_fmt : {"fp8e5m2", "fp16", "bf16", "fp32"} or None
         Format of the multiplicands ``a`` and ``b``; ``None`` means ``fmt``. A narrower source than
         destination makes a mixed-format (expanding) FMA, e.g. FP16 x FP16 + FP32 -> FP32.
     pipeline_stages : int

@@ -15,6 +15,8 @@ CONFIGS = [
     pytest.param("fp-fma", {"fmt": "fp32", "src_fmt": "fp16"}, id="fma-fp16xfp16+fp32"),
     pytest.param("fp-fma", {"fmt": "fp32", "src_fmt": "bf16"}, id="fma-bf16xbf16+fp32"),
     pytest.param("fp-fma", {"fmt": "fp16", "pipeline_stages": 0}, id="fma-fp16-combinational"),
+    pytest.param("fp-fma", {"fmt": "fp8e5m2"}, id="fma-fp8e5m2"),
+    pytest.param("fp-fma", {"fmt": "fp16", "src_fmt": "fp8e5m2"}, id="fma-fp8xfp8+fp16"),
     pytest.param("fp-add", {"fmt": "fp32"}, id="add-fp32"),
     pytest.param("fp-mul", {"fmt": "bf16"}, id="mul-bf16"),
 ]
