@@ -104,6 +104,15 @@ DESIGNS: dict[str, Design] = {
             bulk=BulkPorts(source="request", sink="response"),
         ),
         Design(
+            name="sat-gemm",
+            summary="SAT PE array: output-stationary systolic GEMM tiles, dense and N:M sparse (M:1 select)",
+            component="trainforge.hw.sat.gemm_array:GemmArray",
+            config="trainforge.hw.sat.gemm_array:GemmArrayConfig",
+            testbench="trainforge.sim.testbenches.tb_sat_gemm",
+            golden="trainforge.models.fp, step by step in the PE's accumulation order",
+            bulk=BulkPorts(source="request", sink="response"),
+        ),
+        Design(
             name="fp-add",
             summary="floating-point adder/subtractor (the FMA datapath with ops=add)",
             component="trainforge.hw.fp.fma:FMA",

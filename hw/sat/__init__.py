@@ -1,0 +1,1 @@
+"""The SAT-style N:M sparse training accelerator (installed as ``trainforge.hw.sat``)."""
