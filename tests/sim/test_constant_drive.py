@@ -4,7 +4,6 @@ yosys writes such a field in an ``always @*`` block with an empty sensitivity li
 never runs; ``to_verilog`` emits ``always_comb`` instead. Without that, ``o[6:4]`` reads 0, not 5.
 """
 
-
 # No `from __future__ import annotations`: wiring.Component reads its annotations as members.
 import re
 
