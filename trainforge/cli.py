@@ -299,6 +299,15 @@ def doctor_command() -> None:
     out.print("[green]All checks passed.[/green]")
 
 
+def _register_subcommands() -> None:
+    from trainforge.cli_mcu import mcu_app
+
+    app.add_typer(mcu_app, name="mcu")
+
+
+_register_subcommands()
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
