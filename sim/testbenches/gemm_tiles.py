@@ -15,7 +15,7 @@ from trainforge.hw.sat.gemm_array import GemmArrayConfig, gemm_request_layout, g
 from trainforge.models.nm import nm_compress
 from trainforge.sim.packing import PayloadCodec
 
-__all__ = ["GemmTile", "GemmTiles"]
+__all__ = ["GemmTile", "GemmTiles", "run_amaranth", "sequential_fp32"]
 
 _TORCH = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -114,3 +114,49 @@ def sequential_fp32(tile: GemmTile, fmt: str) -> np.ndarray:
         step, _ = fp.fma(a[:, k : k + 1], b[k : k + 1, :], acc, fmt="fp32", src_fmt=fmt, rounding="rne")
         acc = np.where(keep[k : k + 1, :], step, acc)
     return acc.astype(np.uint32)
+
+
+def run_amaranth(config: GemmArrayConfig, tiles: list[GemmTile], *, gaps: int = 0) -> tuple[np.ndarray, int]:
+    """Run the tiles through the array in the Amaranth simulator; return results and cycles.
+
+    Cycles count from accepting the first step to presenting the last row, inclusive. With
+    ``gaps``, every third cycle offers no step (to exercise the handshake).
+    """
+    from amaranth.sim import Simulator
+
+    from trainforge.hw.sat.gemm_array import GemmArray
+
+    codec = GemmTiles(config)
+    records = codec.records(tiles)
+    words = [int.from_bytes(r.astype("<u4").tobytes(), "little") for r in records]
+    dut = GemmArray(config=config)
+    rows_out, timing = [], {}
+
+    async def testbench(ctx):
+        ctx.set(dut.response.ready, 1)
+        i, cycle = 0, 0
+        while len(rows_out) < config.rows * len(tiles):
+            offer = i < len(words) and not (gaps and cycle % 3 == 2)
+            ctx.set(dut.request.valid, offer)
+            if i < len(words):
+                ctx.set(dut.request.payload.as_value(), words[i])
+            _, _, ready, valid, payload = await ctx.tick().sample(
+                dut.request.ready, dut.response.valid, dut.response.payload.as_value()
+            )
+            if offer and ready:
+                timing.setdefault("first", cycle)
+                i += 1
+            if valid:
+                rows_out.append(payload)
+                timing["last"] = cycle
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    paths = [("row", j) for j in range(config.cols)]
+    records_out = codec.response.pack_records(
+        dict(zip(paths, codec.response.unpack(rows_out, paths), strict=True)), len(rows_out)
+    )
+    return codec.results(records_out, len(tiles)), timing["last"] - timing["first"] + 1

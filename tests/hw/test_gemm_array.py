@@ -6,49 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from amaranth.sim import Simulator
 
 from trainforge.errors import ConfigError
-from trainforge.hw.sat.gemm_array import GemmArray, GemmArrayConfig, tile_cycles
-from trainforge.sim.testbenches.gemm_tiles import GemmTile, GemmTiles, sequential_fp32
-
-
-def run(config: GemmArrayConfig, tiles: list[GemmTile], *, gaps: int = 0):
-    """Stream the tiles' steps (a gap of `gaps` idle cycles every 3 steps); return results and cycles."""
-    codec = GemmTiles(config)
-    records = codec.records(tiles)
-    words = [int.from_bytes(r.astype("<u4").tobytes(), "little") for r in records]
-    dut = GemmArray(config=config)
-    rows_out, timing = [], {}
-
-    async def testbench(ctx):
-        ctx.set(dut.response.ready, 1)
-        i, cycle = 0, 0
-        while len(rows_out) < config.rows * len(tiles):
-            offer = i < len(words) and not (gaps and cycle % 3 == 2)
-            ctx.set(dut.request.valid, offer)
-            if i < len(words):
-                ctx.set(dut.request.payload.as_value(), words[i])
-            _, _, ready, valid, payload = await ctx.tick().sample(
-                dut.request.ready, dut.response.valid, dut.response.payload.as_value()
-            )
-            if offer and ready:
-                timing.setdefault("first", cycle)
-                i += 1
-            if valid:
-                rows_out.append(payload)
-                timing["last"] = cycle
-            cycle += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    paths = [("row", j) for j in range(config.cols)]
-    records_out = codec.response.pack_records(
-        dict(zip(paths, codec.response.unpack(rows_out, paths), strict=True)), len(rows_out)
-    )
-    return codec.results(records_out, len(tiles)), timing["last"] - timing["first"] + 1
+from trainforge.hw.sat.gemm_array import GemmArrayConfig, tile_cycles
+from trainforge.sim.testbenches.gemm_tiles import GemmTile, GemmTiles, run_amaranth, sequential_fp32
 
 
 def tile(config: GemmArrayConfig, k: int, nm=None, seed: int = 0) -> GemmTile:
@@ -62,7 +23,7 @@ def tile(config: GemmArrayConfig, k: int, nm=None, seed: int = 0) -> GemmTile:
 def test_lone_tile_matches_reference_and_cycle_formula(nm):
     config = GemmArrayConfig(rows=3, cols=2, m_max=4)
     t = tile(config, 8, nm)
-    got, cycles = run(config, [t])
+    got, cycles = run_amaranth(config, [t])
     assert np.array_equal(got[0], sequential_fp32(t, "fp16"))
     steps = GemmTiles(config).steps(t)
     # the documented count: steps + rows + cols - 1 (fill) + rows (drain), counted inclusively
@@ -72,7 +33,7 @@ def test_lone_tile_matches_reference_and_cycle_formula(nm):
 def test_back_to_back_tiles_with_gaps():
     config = GemmArrayConfig(rows=2, cols=3, m_max=8)
     tiles = [tile(config, 16, nm, seed=s) for s, nm in enumerate([None, (2, 8), (1, 8), (4, 8), None, (1, 2)])]
-    got, _ = run(config, tiles, gaps=1)
+    got, _ = run_amaranth(config, tiles, gaps=1)
     for t, expected in zip(got, tiles, strict=True):
         assert np.array_equal(t, sequential_fp32(expected, "fp16"))
 
