@@ -42,7 +42,14 @@ from amaranth.lib.wiring import In, Out
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
-from trainforge.hw.fp.datapath import Unpacked, leading_zeros, round_increment, shift_left, shift_right_sticky
+from trainforge.hw.fp.datapath import (
+    StallPipeline,
+    Unpacked,
+    leading_zeros,
+    round_increment,
+    shift_left,
+    shift_right_sticky,
+)
 from trainforge.hw.fp.formats import FORMATS, FloatFormat, float_format
 from trainforge.hw.fp.ieee import Flags, RoundingMode
 
@@ -172,23 +179,8 @@ class Convert(wiring.Component):
         cut_after = {1: {"round"}, 2: {"unpack", "round"}, 3: {"unpack", "align", "round"}}.get(
             cfg.pipeline_stages, set()
         )
-        advance = Signal()
-        m.d.comb += advance.eq(~self.response.valid | self.response.ready)
-        m.d.comb += self.request.ready.eq(advance if cut_after else self.response.ready)
-
-        def cut(stage: str, signals: dict, valid_in):
-            if stage not in cut_after:
-                return signals, valid_in
-            registered = {}
-            for key, sig in signals.items():
-                reg = Signal.like(sig, name=f"{stage}_{key}")
-                with m.If(advance):
-                    m.d.sync += reg.eq(sig)
-                registered[key] = reg
-            valid_reg = Signal(name=f"{stage}_valid")
-            with m.If(advance):
-                m.d.sync += valid_reg.eq(valid_in)
-            return registered, valid_reg
+        pipeline = StallPipeline(m, self.request, self.response, cut_after)
+        cut = pipeline.cut
 
         # ---- stage 1: unpack, special cases, normalise a subnormal source ----
         req = self.request.payload

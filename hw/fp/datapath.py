@@ -12,7 +12,7 @@ from amaranth.utils import bits_for
 from trainforge.hw.fp.formats import FloatFormat
 from trainforge.hw.fp.ieee import RoundingMode
 
-__all__ = ["Unpacked", "leading_zeros", "round_increment", "shift_left", "shift_right_sticky"]
+__all__ = ["StallPipeline", "Unpacked", "leading_zeros", "round_increment", "shift_left", "shift_right_sticky"]
 
 
 class Unpacked:
@@ -105,3 +105,44 @@ def round_increment(rm, sign, lsb, round_bit, sticky):
             Mux(rm == RoundingMode.RUP, (round_bit | sticky) & ~sign, Mux(rm == RoundingMode.RMM, round_bit, 0)),
         ),
     )
+
+
+class StallPipeline:
+    """Register stages between a unit's request and response streams that advance together.
+
+    Every stage moves when the output register is empty or being read; otherwise the whole
+    pipeline holds (a global stall: one result per cycle at full rate, no skid buffers). With no
+    stage, the unit is combinational and ``request.ready`` follows ``response.ready``.
+
+    Parameters
+    ----------
+    m : Module
+    request, response : stream interfaces of the unit.
+    stages : set of str
+        Names of the cut points that get registers (the others pass signals through).
+    """
+
+    def __init__(self, m: Module, request, response, stages: set[str]) -> None:
+        self._m = m
+        self._stages = set(stages)
+        self.advance = Signal(name="pipeline_advance")
+        m.d.comb += [
+            self.advance.eq(~response.valid | response.ready),
+            request.ready.eq(self.advance if self._stages else response.ready),
+        ]
+
+    def cut(self, stage: str, signals: dict, valid):
+        """Registered copies of ``signals`` and ``valid`` if ``stage`` is a cut point, else the same."""
+        if stage not in self._stages:
+            return signals, valid
+        m = self._m
+        registered = {}
+        for key, sig in signals.items():
+            reg = Signal.like(sig, name=f"{stage}_{key}")
+            with m.If(self.advance):
+                m.d.sync += reg.eq(sig)
+            registered[key] = reg
+        valid_reg = Signal(name=f"{stage}_valid")
+        with m.If(self.advance):
+            m.d.sync += valid_reg.eq(valid)
+        return registered, valid_reg

@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
+from trainforge.hw.fp.datapath import StallPipeline
 from trainforge.hw.fp.formats import FloatFormat, float_format
 from trainforge.hw.fp.ieee import Flags
 
@@ -203,23 +204,8 @@ class NonComp(wiring.Component):
 
         # Pipeline control, as in the FMA: every register stage advances together.
         cut_after = {1: {"result"}, 2: {"compare", "result"}}.get(cfg.pipeline_stages, set())
-        advance = Signal()
-        m.d.comb += advance.eq(~self.response.valid | self.response.ready)
-        m.d.comb += self.request.ready.eq(advance if cut_after else self.response.ready)
-
-        def cut(stage: str, signals: dict, valid_in):
-            if stage not in cut_after:
-                return signals, valid_in
-            registered = {}
-            for key, sig in signals.items():
-                reg = Signal.like(sig, name=f"{stage}_{key}")
-                with m.If(advance):
-                    m.d.sync += reg.eq(sig)
-                registered[key] = reg
-            valid_reg = Signal(name=f"{stage}_valid")
-            with m.If(advance):
-                m.d.sync += valid_reg.eq(valid_in)
-            return registered, valid_reg
+        pipeline = StallPipeline(m, self.request, self.response, cut_after)
+        cut = pipeline.cut
 
         # ---- stage 1: classify both operands, compare magnitudes ----
         req = self.request.payload
