@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -179,9 +180,24 @@ class SimResult:
             )
 
 
+#: Run folders kept under the cache; older ones are removed when a new run starts.
+KEEP_RUNS = 200
+_MIN_AGE_S = 3600  # never remove a folder younger than this: another process may be using it
+
+
+def _prune_runs(root: Path, keep: int = KEEP_RUNS) -> None:
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    now = time.time()
+    for old in runs[keep:]:
+        if now - old.stat().st_mtime > _MIN_AGE_S:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _new_run_dir(design: Design) -> Path:
+    """A fresh folder for one run's logs, results and waves, under ``cache_dir()/runs``."""
     root = verilator.cache_dir() / "runs"
     root.mkdir(parents=True, exist_ok=True)
+    _prune_runs(root)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(tempfile.mkdtemp(prefix=f"{design.name}-{stamp}-", dir=root))
 
