@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainforge.errors import ToolchainError, UsageError
-from trainforge.sim.verilator import _locked, cache_dir
+from trainforge.sim.verilator import cache_dir, file_lock
 
 __all__ = ["TARGETS", "SynthResult", "synthesize"]
 
@@ -129,7 +129,7 @@ def synthesize(verilog: str, *, top: str, target: str, timeout: float = 1800) ->
     script = TARGETS[target].format(top=top)
     key = hashlib.sha256(json.dumps([_CACHE_SCHEMA, sha, script, version]).encode()).hexdigest()[:24]
     cached_file = cache_dir() / "synth" / f"{key}.json"
-    with _locked(cache_dir() / "synth" / f"{key}.lock"):
+    with file_lock(cache_dir() / "synth" / f"{key}.lock"):
         if cached_file.exists():
             data = json.loads(cached_file.read_text())
             data.update(cached=True, seconds=time.perf_counter() - start)

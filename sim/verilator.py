@@ -34,6 +34,7 @@ __all__ = [
     "VerilatorBuild",
     "build",
     "cache_dir",
+    "file_lock",
     "lint",
     "run_cocotb",
     "toolchain_env",
@@ -127,7 +128,8 @@ def _run(cmd: Sequence[str], *, cwd: Path, log: Path, env: Mapping[str, str], ti
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing): one builder per cache entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -289,7 +291,7 @@ def build(
     build_dir = cache_dir() / "verilator" / key
     executable = build_dir / "obj" / top
     stamp = build_dir / "complete"
-    with _locked(cache_dir() / "verilator" / f"{key}.lock"):
+    with file_lock(cache_dir() / "verilator" / f"{key}.lock"):
         if stamp.exists() and executable.exists():
             return VerilatorBuild(executable, key, True, time.perf_counter() - start, waves)
         shutil.rmtree(build_dir, ignore_errors=True)

@@ -74,6 +74,21 @@ class Design:
         return _load(self.component)(config=config)
 
 
+def _fma_variant(name: str, summary: str, ops: str) -> Design:
+    """A design that is the FMA generator restricted to some operations (same testbench and golden)."""
+    return dataclasses.replace(_FMA, name=name, summary=summary, defaults={"ops": ops})
+
+
+_FMA = Design(
+    name="fp-fma",
+    summary="fused multiply-add, FP16/BF16/FP32 or mixed (FP16xFP16+FP32), 5 rounding modes, IEEE flags",
+    component="trainforge.hw.fp.fma:FMA",
+    config="trainforge.hw.fp.fma:FMAConfig",
+    testbench="trainforge.sim.testbenches.tb_fp_fma",
+    golden="trainforge.models.fp (exact oracle)",
+    bulk=BulkPorts(source="request", sink="response"),
+)
+
 DESIGNS: dict[str, Design] = {
     d.name: d
     for d in (
@@ -85,15 +100,9 @@ DESIGNS: dict[str, Design] = {
             testbench="trainforge.sim.testbenches.tb_nm_prune",
             golden="trainforge.models.nm_compress / nm_mask",
         ),
-        Design(
-            name="fp-fma",
-            summary="fused multiply-add, FP16/BF16/FP32 or mixed (FP16xFP16+FP32), 5 rounding modes, IEEE flags",
-            component="trainforge.hw.fp.fma:FMA",
-            config="trainforge.hw.fp.fma:FMAConfig",
-            testbench="trainforge.sim.testbenches.tb_fp_fma",
-            golden="trainforge.models.fp (exact oracle)",
-            bulk=BulkPorts(source="request", sink="response"),
-        ),
+        _FMA,
+        _fma_variant("fp-add", "floating-point adder/subtractor (the FMA datapath with ops=add)", "add"),
+        _fma_variant("fp-mul", "floating-point multiplier (the FMA datapath with ops=mul)", "mul"),
         Design(
             name="fp-simd",
             summary="MCU FP16 SIMD datapath: vfadd/vfsub/vfmul/vfmac.h, vfdotpex.s.h, fmadd.s; OR-ed lane flags",
@@ -111,26 +120,6 @@ DESIGNS: dict[str, Design] = {
             testbench="trainforge.sim.testbenches.tb_sat_gemm",
             golden="trainforge.models.fp, step by step in the PE's accumulation order",
             bulk=BulkPorts(source="request", sink="response"),
-        ),
-        Design(
-            name="fp-add",
-            summary="floating-point adder/subtractor (the FMA datapath with ops=add)",
-            component="trainforge.hw.fp.fma:FMA",
-            config="trainforge.hw.fp.fma:FMAConfig",
-            testbench="trainforge.sim.testbenches.tb_fp_fma",
-            golden="trainforge.models.fp (exact oracle)",
-            bulk=BulkPorts(source="request", sink="response"),
-            defaults={"ops": "add"},
-        ),
-        Design(
-            name="fp-mul",
-            summary="floating-point multiplier (the FMA datapath with ops=mul)",
-            component="trainforge.hw.fp.fma:FMA",
-            config="trainforge.hw.fp.fma:FMAConfig",
-            testbench="trainforge.sim.testbenches.tb_fp_fma",
-            golden="trainforge.models.fp (exact oracle)",
-            bulk=BulkPorts(source="request", sink="response"),
-            defaults={"ops": "mul"},
         ),
         Design(
             name="fp-conv",

@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
+from trainforge.hw.fp.datapath import StallPipeline
 from trainforge.hw.fp.fma import FMA, FMAConfig
 from trainforge.hw.fp.ieee import Flags, FMAOp, RoundingMode
 
@@ -175,28 +176,13 @@ class FPSimd(wiring.Component):
                 ]
 
         # Output pipeline: `pipeline_stages` registers, all advancing together unless stalled.
-        stages = cfg.pipeline_stages
-        if stages == 0:
-            m.d.comb += [
-                self.response.valid.eq(self.request.valid),
-                self.request.ready.eq(self.response.ready),
-                self.response.payload.result.eq(result),
-                self.response.payload.flags.eq(flags),
-            ]
-            return m
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.response.valid | self.response.ready), self.request.ready.eq(advance)]
-        valid, res, flg = self.request.valid, result, flags
-        for k in range(stages):
-            v_reg = Signal(name=f"s{k}_valid")
-            r_reg = Signal(32, name=f"s{k}_result")
-            f_reg = Signal(5, name=f"s{k}_flags")
-            with m.If(advance):
-                m.d.sync += [v_reg.eq(valid), r_reg.eq(res), f_reg.eq(flg)]
-            valid, res, flg = v_reg, r_reg, f_reg
+        pipeline = StallPipeline(m, self.request, self.response, {f"s{k}" for k in range(cfg.pipeline_stages)})
+        signals, valid = {"result": result, "flags": flags}, self.request.valid
+        for k in range(cfg.pipeline_stages):
+            signals, valid = pipeline.cut(f"s{k}", signals, valid)
         m.d.comb += [
             self.response.valid.eq(valid),
-            self.response.payload.result.eq(res),
-            self.response.payload.flags.eq(flg),
+            self.response.payload.result.eq(signals["result"]),
+            self.response.payload.flags.eq(signals["flags"]),
         ]
         return m

@@ -168,14 +168,14 @@ class NonCompVectors(_UnitVectors):
         return result.astype(np.uint64), flags
 
 
-def run_amaranth(dut, vectors: _UnitVectors, batches: list[UnitBatch], *, stall_every: int = 0) -> np.ndarray:
+def run_amaranth(dut, vectors, batches: list, *, stall_every: int = 0) -> np.ndarray:
     """Push the batches through ``dut`` in the Amaranth simulator; return the response records.
 
     Parameters
     ----------
-    dut : Convert or NonComp
-    vectors : ConvertVectors or NonCompVectors
-        The codec of ``dut``'s configuration.
+    dut : a stream FP unit (Convert, NonComp, FMA)
+    vectors : ConvertVectors, NonCompVectors or FMAVectors
+        The codec of ``dut``'s configuration: anything with ``records(batches)`` and ``response``.
     batches : list of UnitBatch
     stall_every : int
         When non-zero, the input idles and the output stalls on every ``stall_every``-th cycle

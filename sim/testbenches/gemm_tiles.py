@@ -59,11 +59,8 @@ class GemmTiles:
             rows, k = tile.a.shape
             if (rows, tile.b.shape[1]) != (cfg.rows, cfg.cols):
                 raise ValueError(f"tile is {rows} x {tile.b.shape[1]}, the array {cfg.rows} x {cfg.cols}")
-            fields: dict = {}
             if tile.nm is None:
                 count = k
-                for i in range(cfg.rows):
-                    fields[(i,)] = None
                 a_groups = tile.a[:, :, None]  # (rows, steps, 1): a group of one per step
                 w_values, w_index = tile.b, np.zeros_like(tile.b)
             else:

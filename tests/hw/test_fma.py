@@ -5,55 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from trainforge.errors import ConfigError
 from trainforge.hw.fp.fma import FMA, FMAConfig
 from trainforge.models import fp
 from trainforge.sim.testbenches.fp_fma_vectors import FMAVectors, VectorBatch, ops_for
-
-
-def run_amaranth(config: FMAConfig, batches: list[VectorBatch]) -> np.ndarray:
-    """Push the batches through the unit in the Amaranth simulator; return response records."""
-    dut = FMA(config=config)
-    vectors = FMAVectors(config)
-    requests = vectors.records(batches)
-    words = [int.from_bytes(r.astype("<u4").tobytes(), "little") for r in requests]
-    responses = []
-
-    async def clocked(ctx):
-        ctx.set(dut.response.ready, 1)
-        i = 0
-        while len(responses) < len(words):
-            ctx.set(dut.request.valid, i < len(words))
-            if i < len(words):
-                ctx.set(dut.request.payload.as_value(), words[i])
-            _, _, ready, valid, payload = await ctx.tick().sample(
-                dut.request.ready, dut.response.valid, dut.response.payload.as_value()
-            )
-            i += bool(i < len(words) and ready)
-            if valid:
-                responses.append(payload)
-
-    async def combinational(ctx):
-        for word in words:
-            ctx.set(dut.request.payload.as_value(), word)
-            await ctx.delay(1e-9)
-            responses.append(ctx.get(dut.response.payload.as_value()))
-
-    sim = Simulator(dut)
-    if config.pipeline_stages:
-        sim.add_clock(1e-8)
-        sim.add_testbench(clocked)
-    else:
-        sim.add_testbench(combinational)
-    sim.run()
-    return vectors.response.pack_records(
-        dict(
-            zip([("result",), ("flags",)], vectors.response.unpack(responses, [("result",), ("flags",)]), strict=True)
-        ),
-        len(responses),
-    )
+from trainforge.sim.testbenches.fp_unit_vectors import run_amaranth
 
 
 def sample_batches(config: FMAConfig, per_pair: int, seed: int) -> list[VectorBatch]:
@@ -88,7 +45,16 @@ def sample_batches(config: FMAConfig, per_pair: int, seed: int) -> list[VectorBa
 )
 def test_corner_sample_matches_oracle(config):
     batches = sample_batches(config, per_pair=40, seed=5)
-    count, lines = FMAVectors(config).mismatches(batches, run_amaranth(config, batches))
+    vectors = FMAVectors(config)
+    count, lines = vectors.mismatches(batches, run_amaranth(FMA(config=config), vectors, batches))
+    assert count == 0, "\n".join(lines)
+
+
+def test_pipeline_holds_results_under_stalls_and_gaps():
+    config = FMAConfig(fmt="fp16", pipeline_stages=3)
+    batches = sample_batches(config, per_pair=10, seed=9)
+    vectors = FMAVectors(config)
+    count, lines = vectors.mismatches(batches, run_amaranth(FMA(config=config), vectors, batches, stall_every=3))
     assert count == 0, "\n".join(lines)
 
 
