@@ -114,11 +114,15 @@ def generate(design: str | Design, config: GeneratorConfig | Mapping[str, Any] |
         config = design.make_config(config)
     component = design.make_component(config)
     text = to_verilog(component, name=design.top)
-    ports = [
+    return GeneratedVerilog(design, config, text, verilog_ports(text), getattr(component, "latency", None))
+
+
+def verilog_ports(text: str) -> list[dict[str, Any]]:
+    """The ports of the first module in generated Verilog ``text``: name, direction and width."""
+    return [
         {"name": name, "direction": direction, "width": int(msb) + 1 if msb else 1}
         for direction, msb, name in _PORT_RE.findall(text.split(");", 1)[1].split("\n  assign", 1)[0])
     ]
-    return GeneratedVerilog(design, config, text, ports, getattr(component, "latency", None))
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,12 @@ def simulate(
             },
         )
         env.update({bulk.IN_ENV: str(run_dir / "bulk_in.bin"), bulk.OUT_ENV: str(run_dir / "bulk_out.bin")})
+    elif design.program:
+        from trainforge.sim import sat_bench
+
+        top = sat_bench.SAT_TOP
+        model = sat_bench.build_verilog(generated.text, config=generated.config, name=design.top, waves=waves)
+        env.update({sat_bench.IN_ENV: str(run_dir / "sat_in.bin"), sat_bench.OUT_ENV: str(run_dir / "sat_out.bin")})
     else:
         top = design.top
         model = verilator.build(generated.text, top=top, ports=[p["name"] for p in generated.ports], waves=waves)

@@ -47,6 +47,9 @@ class Design:
     bulk : BulkPorts or None
         When set, the regression runs on the design wrapped by the bulk stream driver
         (:mod:`trainforge.sim.bulk`), whose cocotb top has only ``clk``, ``rst`` and ``done``.
+    program : bool
+        The design is an accelerator top executing descriptor programs: the regression runs it
+        in the program bench (:mod:`trainforge.sim.sat_bench`: command feeder and DRAM model).
     """
 
     name: str
@@ -56,6 +59,7 @@ class Design:
     testbench: str
     golden: str
     bulk: BulkPorts | None = None
+    program: bool = False
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -111,6 +115,15 @@ DESIGNS: dict[str, Design] = {
             testbench="trainforge.sim.testbenches.tb_fp_simd",
             golden="trainforge.models.fp (exact oracle)",
             bulk=BulkPorts(source="request", sink="response"),
+        ),
+        Design(
+            name="sat",
+            summary="SAT accelerator: PE array (OS|WS, dense|N:M), buffers, DMA, prune and update engines",
+            component="trainforge.hw.sat.accelerator:SatAccelerator",
+            config="trainforge.hw.sat.config:SatConfig",
+            testbench="trainforge.sim.testbenches.tb_sat",
+            golden="trainforge.models.sat_golden (bit-exact program executor)",
+            program=True,
         ),
         Design(
             name="sat-gemm",

@@ -4,7 +4,7 @@
 (``models/sat_golden.py``), the testbench and its DRAM model (``sim/``) and the scheduler
 (``dataflow/``), so the hardware and its models cannot disagree about a parameter.
 
-Everything the accelerator moves between memory and its buffers is a *line* (docs/sat.md,
+Everything the accelerator moves between memory and its buffers is a *line* (docs/sat-architecture.md,
 "Memory and line formats"): a fixed-width record padded to whole memory words.
 
 ========== =========================================== =============================================
@@ -98,6 +98,8 @@ class SatConfig(GeneratorConfig):
             value = getattr(self, name)
             if not 2 <= value <= 65536 or value & (value - 1):
                 raise ConfigError(f"{name} must be a power of two in 2..65536, not {value}")
+        if self.b_lines < self.rows:
+            raise ConfigError(f"b_lines must hold a weight-stationary tile (rows={self.rows}), not {self.b_lines}")
         if self.acc_lines < self.rows:
             raise ConfigError(f"acc_lines must hold at least one tile (rows={self.rows}), not {self.acc_lines}")
         if self.mem_bits not in (32, 64, 128, 256, 512, 1024):

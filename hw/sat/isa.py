@@ -2,7 +2,7 @@
 
 A program is a list of descriptors streamed into the controller (``cmd`` stream). Each is one
 ``descriptor_layout(config)`` record; its ``op`` selects how the ``args`` union is read. The
-semantics of every field are in docs/sat.md ("Command descriptors"); :func:`check` states the
+semantics of every field are in docs/sat-architecture.md ("Command descriptors"); :func:`check` states the
 same validity rules the controller enforces in hardware (a descriptor that fails them raises
 the error flag with the matching :class:`ErrorCode` and stops the program).
 
@@ -132,7 +132,7 @@ def float_bits(value: float) -> int:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Gemm:
-    """One GEMM tile: ``acc[acc_addr + i] (+)= A_tile . B_tile`` (docs/sat.md has the exact semantics)."""
+    """One GEMM tile: ``acc[acc_addr + i] (+)= A_tile . B_tile`` (docs/sat-architecture.md has the exact semantics)."""
 
     tag: Tag = Tag.OTHER
     dataflow: Dataflow = Dataflow.OS
