@@ -29,7 +29,7 @@ FP32).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -602,7 +602,7 @@ class GemmProgram:
 def gemm_program(
     config: SatConfig,
     a: object,
-    b: object,
+    b: object | None,
     n: int,
     m: int,
     *,
@@ -611,6 +611,8 @@ def gemm_program(
     tag: Tag = Tag.OTHER,
     max_steps: int | None = None,
     max_rows: int | None = None,
+    b_addrs: Mapping[int, int] | None = None,
+    b_cols: int | None = None,
 ) -> GemmProgram:
     """Tile ``C = A . B`` into GEMM descriptors and place its operands in ``image``.
 
@@ -648,26 +650,50 @@ def gemm_program(
         force accumulation on small matrices).
     max_rows : int, optional
         WS only: cap on the A rows of a tile.
+    b_addrs : mapping of int to int, optional
+        Use B lines already in ``image`` instead of placing ``b`` (which must then be ``None``):
+        word address of the b-lines of column block ``p`` (columns ``p*C .. p*C+C-1``) for every
+        ``p < ceil(b_cols / C)``, each run holding all the steps of the reduction as :func:`b_lines`
+        would lay them out (``ceil(K / m) * n`` lines, ``K`` lines when dense), e.g. written by a
+        PRUNE (FF copy: one band of ``C`` output rows; BP copy: one panel).
+    b_cols : int, optional
+        With ``b_addrs``: ``N``, the columns of B (of C).
 
     Returns
     -------
     GemmProgram
     """
     _check_pattern(n, m, config)
-    a_bits, b_bits = _bits16(a, "a"), _bits16(b, "b")
-    (mm, k), (kb, nn) = a_bits.shape, b_bits.shape
+    a_bits = _bits16(a, "a")
+    mm, k = a_bits.shape
+    r, c = config.rows, config.cols
+    if b_addrs is None:
+        if b is None or b_cols is not None:
+            raise UsageError("gemm_program needs b, or b=None with b_addrs and b_cols (pre-placed B lines)")
+        b_bits = _bits16(b, "b")
+        kb, nn = b_bits.shape
+    else:
+        if b is not None or b_cols is None:
+            raise UsageError("with b_addrs, pass b=None and the number of B columns as b_cols")
+        kb, nn = k, int(b_cols)
     if k != kb or min(mm, k, nn) == 0:
         raise UsageError(f"a is {mm} x {k} and b is {kb} x {nn}: need non-empty operands with a's K == b's K")
     dataflow = Dataflow(dataflow)
-    r, c = config.rows, config.cols
     col_blocks = -(-nn // c)
 
-    # B: one run of b-lines per column block, all steps.
-    b_addrs, total_steps = {}, 0
-    for p in range(col_blocks):
-        values, indices = b_lines(b_bits[:, p * c : (p + 1) * c], n, m, config)
-        b_addrs[p] = image.place("b", values, indices)
-        total_steps = values.shape[0]
+    # B: one run of b-lines per column block, all steps (placed here, or already in the image).
+    if b_addrs is None:
+        b_addrs, total_steps = {}, 0
+        for p in range(col_blocks):
+            values, indices = b_lines(b_bits[:, p * c : (p + 1) * c], n, m, config)
+            b_addrs[p] = image.place("b", values, indices)
+            total_steps = values.shape[0]
+    else:
+        missing = sorted(set(range(col_blocks)) - set(b_addrs))
+        if missing:
+            raise UsageError(f"b_addrs has no B lines for column blocks {missing} of {nn} columns")
+        b_addrs = {p: int(b_addrs[p]) for p in range(col_blocks)}
+        total_steps = k if n == m else -(-k // m) * n
     c_addr = image.alloc_lines("acc", col_blocks * mm)
 
     def c_line(p: int, row: int) -> int:

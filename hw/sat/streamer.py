@@ -316,7 +316,9 @@ class LineStreamer(wiring.Component):
                 m.d.sync += [
                     out.eq(merged),
                     out_valid.eq(1),
-                    out_last.eq(rx_line == total - 1),
+                    # Every chunk ends an engine op: groups never span chunks, and the engine flushes
+                    # what it holds back (the FF transposer's last panel) only at the end of an op.
+                    out_last.eq(rx_line == chunk_start + chunk_len - 1),
                     rx_word.eq(0),
                     rx_line.eq(rx_line + 1),
                 ]

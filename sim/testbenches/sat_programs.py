@@ -74,14 +74,15 @@ def prune_case(config: SatConfig, rng: np.random.Generator, *, pattern: tuple[in
     image = MemoryImage(config)
     if transpose:
         unit_panels = int(np.lcm(cols, m)) // cols
-        panels = unit_panels * int(rng.integers(1, 4))
+        # Up to about two streamer chunks (32 lines) and a half: chunk boundaries are covered.
+        panels = unit_panels * int(rng.integers(1, max(2, 80 // (unit_panels * cols)) + 1))
         stride = cols + int(rng.integers(0, 3))  # rows of the matrix, at least the band
         lines = np.zeros((panels * stride, cols), dtype=np.uint16)
         lines[:] = _bits(rng, lines.shape, config.in_fmt)
         count = panels
         reduction = panels * cols
     else:
-        lines = _bits(rng, (m * int(rng.integers(1, 9)), cols), config.in_fmt)
+        lines = _bits(rng, (m * int(rng.integers(1, 80 // m + 1)), cols), config.in_fmt)
         stride, count, reduction = 0, len(lines), len(lines)
     _ties_and_zeros(rng, lines)
     src = image.place("w", lines)
