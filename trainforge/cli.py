@@ -301,8 +301,10 @@ def doctor_command() -> None:
 
 def _register_subcommands() -> None:
     from trainforge.cli_mcu import mcu_app
+    from trainforge.cli_validate import validate_command
 
     app.add_typer(mcu_app, name="mcu")
+    app.command("validate")(validate_command)
 
 
 _register_subcommands()
