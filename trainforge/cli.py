@@ -300,10 +300,12 @@ def doctor_command() -> None:
 
 
 def _register_subcommands() -> None:
+    from trainforge.cli_cosim import cosim_app
     from trainforge.cli_mcu import mcu_app
     from trainforge.cli_validate import validate_command
 
     app.add_typer(mcu_app, name="mcu")
+    app.add_typer(cosim_app, name="cosim")
     app.command("validate")(validate_command)
 
 

@@ -9,6 +9,7 @@ import torch
 from trainforge.errors import UsageError
 from trainforge.hw.sat import lines as sat_lines
 from trainforge.hw.sat.config import SatConfig
+from trainforge.hw.sat.isa import Dataflow
 from trainforge.models.nm import nm_decompress, nm_mask
 
 CONFIGS = [
@@ -215,3 +216,45 @@ def test_memory_image():
     assert np.array_equal(copy.words, image.words)
     with pytest.raises(UsageError, match="outside"):
         image.read_lines(image.n_words, "acc", 1)
+
+
+@pytest.mark.parametrize(("n", "m"), [(2, 4), (1, 8), (8, 8)])
+@pytest.mark.parametrize("dataflow", [Dataflow.OS, Dataflow.WS])
+def test_gemm_program_with_pre_placed_b_lines(n, m, dataflow):
+    """``b_addrs``: the same tiles as placing B, reading each column block's b-lines where they already are."""
+    c = SatConfig.preset_named("tiny")
+    rng = np.random.default_rng(n * m)
+    a, b = u16(rng, 6, 40), u16(rng, 40, 10)
+    placed = sat_lines.MemoryImage(c)
+    want = sat_lines.gemm_program(c, a, b, n, m, dataflow=dataflow, image=placed, max_steps=16)
+    image = sat_lines.MemoryImage(c)
+    blocks = {p: image.place("b", *sat_lines.b_lines(b[:, p * c.cols : (p + 1) * c.cols], n, m, c)) for p in range(3)}
+    got = sat_lines.gemm_program(
+        c, a, None, n, m, dataflow=dataflow, image=image, max_steps=16, b_addrs=blocks, b_cols=10
+    )
+    assert got.b_addrs == blocks
+    assert got.shape == want.shape
+    assert got.steps_per_tile == want.steps_per_tile
+    # Tile by tile identical but for the addresses: B where it was put, A and C after it.
+    assert len(got.descriptors) == len(want.descriptors)
+    for g, w in zip(got.descriptors, want.descriptors, strict=True):
+        block = max(p for p in range(3) if w.b_addr >= want.b_addrs[p])
+        assert g.b_addr - blocks[block] == w.b_addr - want.b_addrs[block]
+        same = ("rows", "cols", "steps", "n", "m", "acc_addr", "load_a", "load_b", "accumulate", "store")
+        assert all(getattr(g, f) == getattr(w, f) for f in same)
+    # no B placed by gemm_program: its first allocation (A) starts right after the pre-placed lines
+    assert min(got.a_addrs.values()) >= max(blocks.values())
+
+
+def test_gemm_program_pre_placed_b_arguments():
+    c = SatConfig.preset_named("tiny")
+    a, b = np.zeros((4, 8), np.uint16), np.zeros((8, 8), np.uint16)
+    image = sat_lines.MemoryImage(c)
+    with pytest.raises(UsageError, match="b=None"):
+        sat_lines.gemm_program(c, a, b, 2, 4, dataflow=Dataflow.OS, image=image, b_addrs={0: 0, 1: 0}, b_cols=8)
+    with pytest.raises(UsageError, match="b_cols"):
+        sat_lines.gemm_program(c, a, None, 2, 4, dataflow=Dataflow.OS, image=image, b_addrs={0: 0, 1: 0})
+    with pytest.raises(UsageError, match=r"column blocks \[1\]"):
+        sat_lines.gemm_program(c, a, None, 2, 4, dataflow=Dataflow.OS, image=image, b_addrs={0: 0}, b_cols=8)
+    with pytest.raises(UsageError, match="needs b"):
+        sat_lines.gemm_program(c, a, None, 2, 4, dataflow=Dataflow.OS, image=image)
