@@ -3,7 +3,9 @@
 Run with `make demo`. Steps: what one BDWP training iteration of ResNet-18 asks of the hardware;
 the online N:M pruning unit as Verilog, simulated on Verilator against PyTorch, pruning a real conv
 layer's forward and backward copies; the FP16 FMA checked on a million TestFloat-format vectors;
-BDWP training of a small CNN in PyTorch. Writes into demo-out/: Verilog and manifests, a PNG of
+BDWP training of a small CNN in PyTorch; the SAT accelerator's RTL running whole programs against its
+golden executor; training steps with every GEMM, PRUNE and UPDATE on the RTL; the scheduler's cycle
+model held to the RTL. Writes into demo-out/: Verilog and manifests, a PNG of
 the masks the RTL produced, and the vector file.
 """
 
@@ -31,7 +33,7 @@ OUT = Path("demo-out")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 
 
-STEPS = 8
+STEPS = 10
 
 
 def step(number: int, title: str) -> None:
@@ -116,27 +118,77 @@ def mcu_step() -> None:
     console.print("ResNet8 training step on 8 cores (trainforge mcu estimate; docs/mcu.md has the reproduction table)")
 
 
-def pe_array_step(all_ok: bool) -> bool:
-    from trainforge.dataflow.sat import gemm_steps, tile_stream_cycles
-    from trainforge.hw.sat.gemm_array import GemmArrayConfig
-
-    config = GemmArrayConfig(rows=4, cols=4, m_max=8)
-    with console.status("building the 4x4 PE array with Verilator and streaming random tiles ..."):
-        result = simulate("sat-gemm", config, seed=1, check=False)
+def sat_regression_step(all_ok: bool) -> bool:
+    with console.status("building the tiny SAT accelerator (4x4) with Verilator and running random programs ..."):
+        result = simulate("sat", {"preset": "tiny"}, seed=1, check=False)
     all_ok &= result.passed
-    metrics = {m["test"]: m for m in result.metrics}["random_tiles_dense_and_every_pattern"]
-    verdict = "[green]bit-exact[/green]" if result.passed else "[red]MISMATCH[/red]"
-    console.print(
-        f"{metrics['tiles']} tiles (dense, 1:2 ... 4:8, ragged K, corner values) {verdict} against the exact "
-        f"oracle, {metrics['pe_cycles_per_s'] / 1e6:.1f} M PE-cycles/s"
-    )
-    table = Table("C[4x4] = A[4x256] . B[256x4]", "reduction steps", "cycles (model = RTL)", "speed-up")
-    dense = tile_stream_cycles(config, [gemm_steps(256)] * 16)
-    for label, nm in (("dense", None), ("B 2:8 along K", (2, 8)), ("B 1:8 along K", (1, 8))):
-        cycles = tile_stream_cycles(config, [gemm_steps(256, nm)] * 16)
-        table.add_row(f"16 tiles, {label}", str(gemm_steps(256, nm)), f"{cycles:,}", f"{dense / cycles:.2f}x")
+    verdict = "[green]identical[/green]" if result.passed else "[red]MISMATCH[/red]"
+    table = Table("programs", "count", "RTL cycles", "final memory image vs golden executor")
+    labels = {
+        "gemm_tiles_every_pattern_both_dataflows": "GEMM tiles: OS and WS, dense and 7 N:M patterns, ragged",
+        "prune_both_copies": "PRUNE: FF copy (transposed) and BP copy, with masks",
+        "update_sgd_momentum_srste": "UPDATE: SGD + momentum + SR-STE, FP32 master -> FP16",
+        "mixed_program": "FF, BP, WU GEMMs + UPDATE + PRUNE in one program",
+        "bad_descriptors_raise_the_error_flag": "bad descriptors (every error code)",
+    }
+    for metrics in result.metrics:
+        cycles = f"{metrics['cycles']:,}" if "cycles" in metrics else "-"
+        table.add_row(labels.get(metrics["test"], metrics["test"]), str(metrics["programs"]), cycles, verdict)
     console.print(table)
-    console.print("Cycle model trainforge.dataflow.sat: 0 cycles of error against the RTL (tests/dataflow).")
+    console.print(f"trainforge sim sat --set preset=tiny: {'passed' if result.passed else 'FAILED'} ({result.log})")
+    return all_ok
+
+
+def cosim_step(all_ok: bool) -> bool:
+    from trainforge.hw.sat.config import SatConfig
+    from trainforge.sim import cosim
+
+    config = SatConfig.preset_named("tiny")
+    args = dict(model="mlp", method="bdwp", n=2, m=4, steps=2, seed=0, batch=16, lr=cosim.DEFAULT_LR)
+    with console.status("2 BDWP 2:4 training steps of a 64-32-10 MLP on digits: golden, PyTorch, then the RTL ..."):
+        golden = cosim.golden_steps(config, **args)
+        reference = cosim.torch_steps(config, **args)
+        rtl, _ = cosim.run_rtl(config, **args)
+    report = cosim.report(rtl, golden, reference)
+    all_ok &= bool(report["bit_exact"])
+    table = Table("step", "loss on the RTL", "loss in PyTorch (float32)")
+    for step_index, (ours, theirs) in enumerate(zip(report["loss_rtl"], report["loss_torch"], strict=True)):
+        table.add_row(str(step_index), f"{ours:.6f}", f"{theirs:.6f}")
+    console.print(table)
+    by_op = ", ".join(f"{op} {cycles:,}" for op, cycles in report["cycles_by_op"].items())
+    exact = "[green]bit-exact[/green]" if report["bit_exact"] else "[red]NOT bit-exact[/red]"
+    console.print(
+        f"weights and losses {exact} against the hardware-exact golden run; max |W_rtl - W_torch| = "
+        f"{report['max_abs_weight_diff']:.2g}; {report['cycles']:,} cycles ({by_op})"
+    )
+    console.print("(trainforge cosim train-step --model mlp --method bdwp --nm 2:4 --steps 2 --preset tiny)")
+    return all_ok
+
+
+def validate_step(all_ok: bool) -> bool:
+    from trainforge.dataflow.validate import validate
+    from trainforge.hw.sat.config import SatConfig
+
+    with console.status("running 12 random programs on the RTL and through the cycle model ..."):
+        report = validate(SatConfig.preset_named("tiny"), cases=12, seed=1)
+    all_ok &= report.max_cycle_error == 0
+    table = Table("case", "shape", "n:m", "dataflow", "DRAM lat/int", "RTL cycles", "model cycles", "error")
+    for row in report.rows:
+        table.add_row(
+            row.kind,
+            row.shape,
+            row.pattern,
+            row.dataflow,
+            f"{row.mem_latency}/{row.mem_interval}",
+            f"{row.measured:,}",
+            f"{row.predicted:,}",
+            str(row.error),
+        )
+    console.print(table)
+    console.print(
+        f"{report.cases} cases, max cycle error {report.max_cycle_error}, mean |error| "
+        f"{report.mean_abs_pct_error:.2f} % (trainforge validate --hw tiny --cases 12)"
+    )
     return all_ok
 
 
@@ -226,10 +278,16 @@ def main() -> int:
     step(6, "BDWP sparse training in PyTorch (digits, small CNN)")
     training_step()
 
-    step(7, "N:M sparse GEMM tiles on the SAT PE array (RTL) and its cycle model")
-    all_ok = pe_array_step(all_ok)
+    step(7, "The SAT accelerator on Verilator: whole programs against the golden executor")
+    all_ok = sat_regression_step(all_ok)
 
-    step(8, "FP16 on-device training on an 8-core MCU cluster (cycle model)")
+    step(8, "Training steps with every GEMM, PRUNE and UPDATE on the SAT RTL")
+    all_ok = cosim_step(all_ok)
+
+    step(9, "The scheduler's cycle model against the RTL, to the cycle")
+    all_ok = validate_step(all_ok)
+
+    step(10, "FP16 on-device training on an 8-core MCU cluster (cycle model)")
     mcu_step()
     console.rule("[green]demo complete[/green]" if all_ok else "[red]demo found a mismatch[/red]")
     return 0 if all_ok else 1
