@@ -1,5 +1,6 @@
 # The two commands of the README. Everything the project needs is installed from here:
-# a fresh machine needs only Python 3.11, g++, make and perl (Verilator's build tools).
+# a fresh machine needs only Python 3.11, g++, make and perl (Verilator's build tools); `make test`
+# also installs Debian's chromium (apt) for the report's browser test.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -9,6 +10,9 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # pytest-xdist workers: both cores; Verilator builds are serialised per design by a file lock.
 WORKERS ?= 2
+# Debian's headless Chromium, for the browser test of the sweep report (root in CI, sudo elsewhere).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test test-fast lint clean
 
@@ -27,7 +31,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(DEV_STAMP)
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test: $(DEV_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n $(WORKERS) --durations=10

@@ -302,9 +302,11 @@ def doctor_command() -> None:
 def _register_subcommands() -> None:
     from trainforge.cli_cosim import cosim_app
     from trainforge.cli_mcu import mcu_app
+    from trainforge.cli_sweep import register as register_sweep
     from trainforge.cli_validate import validate_command
 
     app.add_typer(mcu_app, name="mcu")
+    register_sweep(app)  # `trainforge sweep` and `trainforge report`
     app.add_typer(cosim_app, name="cosim")
     app.command("validate")(validate_command)
 
