@@ -154,7 +154,7 @@ def sim_command(
         for m in result.metrics:
             extra = {k: v for k, v in m.items() if k not in ("test", "cycles", "sim_s")}
             figures = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
-            table.add_row(m["test"], str(m["cycles"]), figures)
+            table.add_row(m["test"], str(m.get("cycles", "-")), figures)
         out.print(table)
         verdict = "[green]PASSED[/green]" if result.passed else "[red]FAILED[/red]"
         out.print(

@@ -172,8 +172,10 @@ async def bad_descriptors_raise_the_error_flag(dut):
     """Each invalid descriptor stops the program with its error code; nothing after it runs."""
     config = load_config(SatConfig)
     checked = 0
+    totals = Totals()
     for code, program in bad_programs(config):
         run = await run_and_compare(dut, config, program)
+        totals.add(run)
         assert run.status["error"] == 1, program.label
         assert run.status["error_code"] == code, program.label
         checked += 1
@@ -185,4 +187,7 @@ async def bad_descriptors_raise_the_error_flag(dut):
     assert run.status["error_code"] == isa.ErrorCode.BAD_OP
     golden = execute(config, program.descriptors[:1], program.image)
     assert np.array_equal(run.image, golden.image)
-    record_metrics("bad_descriptors_raise_the_error_flag", programs=checked + 1)
+    totals.add(run)
+    record_metrics(
+        "bad_descriptors_raise_the_error_flag", programs=checked + 1, cycles=totals.cycles, sim_s=totals.sim_s
+    )
