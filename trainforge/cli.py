@@ -301,6 +301,7 @@ def doctor_command() -> None:
 
 def _register_subcommands() -> None:
     from trainforge.cli_cosim import cosim_app
+    from trainforge.cli_estimate import estimate_command
     from trainforge.cli_mcu import mcu_app
     from trainforge.cli_sweep import register as register_sweep
     from trainforge.cli_validate import validate_command
@@ -309,6 +310,7 @@ def _register_subcommands() -> None:
     register_sweep(app)  # `trainforge sweep` and `trainforge report`
     app.add_typer(cosim_app, name="cosim")
     app.command("validate")(validate_command)
+    app.command("estimate")(estimate_command)
 
 
 _register_subcommands()
