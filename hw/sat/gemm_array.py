@@ -2,7 +2,8 @@
 
 ``rows x cols`` processing elements compute one output tile ``C[rows x cols] = A[rows x K] . B[K x cols]``
 with FP16 (or BF16) operands and FP32 accumulators. Each PE multiplies with the FP library's
-expanding FMA (``src_fmt`` x ``src_fmt`` + FP32 -> FP32, exact product, one rounding per step).
+multiply-accumulate unit :class:`~trainforge.hw.fp.mac.MacUnit` (``src_fmt`` x ``src_fmt`` + FP32 ->
+FP32, exact product, one rounding per step).
 
 Streams and the reduction step
 ------------------------------
@@ -47,9 +48,8 @@ from amaranth.utils import ceil_log2
 
 from trainforge.config import GeneratorConfig
 from trainforge.errors import ConfigError
-from trainforge.hw.fp.fma import FMA, FMAConfig
 from trainforge.hw.fp.formats import float_format
-from trainforge.hw.fp.ieee import FMAOp, RoundingMode
+from trainforge.hw.fp.mac import MacUnit
 
 __all__ = ["GemmArray", "GemmArrayConfig", "gemm_request_layout", "gemm_response_layout", "tile_cycles"]
 
@@ -175,7 +175,6 @@ class GemmArray(wiring.Component):
         weights = [[Signal(weight_layout, name=f"pe{i}_{j}_w") for j in range(cols)] for i in range(rows)]
         marks = [[Signal(mark, name=f"pe{i}_{j}_mark") for j in range(cols)] for i in range(rows)]
         results = [[Signal(32, name=f"pe{i}_{j}_out") for j in range(cols)] for i in range(rows)]
-        fma_config = FMAConfig(fmt="fp32", src_fmt=cfg.in_fmt, pipeline_stages=0)
         for i in range(rows):
             for j in range(cols):
                 m.d.sync += [
@@ -183,25 +182,21 @@ class GemmArray(wiring.Component):
                     weights[i][j].eq(col_in[j] if i == 0 else weights[i - 1][j]),
                     marks[i][j].eq(mark_in[j] if i == 0 else marks[i - 1][j]),
                 ]
-                pe = FMA(config=fma_config)
+                pe = MacUnit(src_fmt=cfg.in_fmt)
                 m.submodules[f"pe{i}_{j}"] = pe
                 acc = Signal(32, name=f"pe{i}_{j}_acc")
                 w, k = weights[i][j], marks[i][j]
                 m.d.comb += [
-                    pe.request.valid.eq(1),
-                    pe.response.ready.eq(1),
-                    pe.request.payload.a.eq(acts[i][j][w.index] if cfg.m_max > 1 else acts[i][j][0]),
-                    pe.request.payload.b.eq(w.value),
-                    pe.request.payload.c.eq(0),
-                    pe.request.payload.op.eq(FMAOp.FMADD),
-                    pe.request.payload.rm.eq(RoundingMode.RNE),
+                    pe.a.eq(acts[i][j][w.index] if cfg.m_max > 1 else acts[i][j][0]),
+                    pe.b.eq(w.value),
+                    pe.c.eq(0),
                 ]
                 with m.If(~k.first):
-                    m.d.comb += pe.request.payload.c.eq(acc)
+                    m.d.comb += pe.c.eq(acc)
                 with m.If(k.valid):
-                    m.d.sync += acc.eq(pe.response.payload.result)
+                    m.d.sync += acc.eq(pe.result)
                     with m.If(k.last):
-                        m.d.sync += results[i][j].eq(pe.response.payload.result)
+                        m.d.sync += results[i][j].eq(pe.result)
 
         # Drain: the bottom-right PE finishing the last step starts `rows` output transfers.
         corner = marks[rows - 1][cols - 1]

@@ -1,9 +1,10 @@
 """The SAT PE array: ``rows x cols`` FP PEs, output-stationary (OS) or weight-stationary (WS) per tile.
 
-Every PE is the FP library's expanding FMA (``in_fmt x in_fmt + FP32 -> FP32``, exact product, one
-rounding; combinational, ``pipeline_stages=0``) with an ``m_max``:1 activation select for N:M
-sparsity. The dataflow is chosen per request beat (:class:`BeatKind`), so OS and WS tiles mix freely
-in one beat stream.
+Every PE is the FP library's multiply-accumulate unit :class:`~trainforge.hw.fp.mac.MacUnit`
+(``in_fmt x in_fmt + FP32 -> FP32``, exact product, one rounding, combinational; for FP16 a lean
+datapath built for simulation speed, bit-identical to the expanding FMA) with an ``m_max``:1
+activation select for N:M sparsity. The dataflow is chosen per request beat (:class:`BeatKind`), so
+OS and WS tiles mix freely in one beat stream.
 
 Request beats (:func:`pe_request_layout`)
 -----------------------------------------
@@ -42,7 +43,7 @@ during cycle ``t + 1 + i + j``. Per PE:
 
 * OS: the step's weight moves down the weight chain; the PE accumulates into its own ``acc``
   (cleared to +0 by the tile's last step, which also copies the result to an output register).
-* WS: the weight register holds still; the partial sum moves down the psum chain, through an FMA
+* WS: the weight register holds still; the partial sum moves down the psum chain, through the MAC
   where the row is active, unchanged where it is not. A WS_LOAD beat aimed at PE row ``r`` travels
   down the weight chain and is written into rows ``0 .. r`` as it passes: row ``r`` keeps it because
   every later beat of the load stops above ``r`` (hence the load order ``R - 1`` first).
@@ -97,8 +98,7 @@ from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from trainforge.hw.fp.fma import FMA, FMAConfig
-from trainforge.hw.fp.ieee import FMAOp, RoundingMode
+from trainforge.hw.fp.mac import MacUnit
 from trainforge.hw.sat.config import SatConfig
 
 __all__ = [
@@ -385,7 +385,6 @@ class PEArray(wiring.Component):
         acts, weights, marks = grid(act_layout, "act"), grid(weight, "w"), grid(mark, "mark")
         psums, accs, results = grid(32, "psum"), grid(32, "acc"), grid(32, "out")
         psum_out = grid(32, "psum_out")
-        fma_config = FMAConfig(fmt="fp32", src_fmt=cfg.in_fmt, pipeline_stages=0)
         for i in range(rows):
             for j in range(cols):
                 above_mark = mark_in[j] if i == 0 else marks[i - 1][j]
@@ -400,18 +399,14 @@ class PEArray(wiring.Component):
                 with core.If(take):
                     core.d.sync += weights[i][j].eq(above_weight)
 
-                pe = FMA(config=fma_config)
+                pe = MacUnit(src_fmt=cfg.in_fmt)
                 core.submodules[f"pe{i}_{j}"] = pe
                 w, k = weights[i][j], marks[i][j]
-                result = pe.response.payload.result
+                result = pe.result
                 core.d.comb += [
-                    pe.request.valid.eq(1),
-                    pe.response.ready.eq(1),
-                    pe.request.payload.a.eq(acts[i][j][w.index]),
-                    pe.request.payload.b.eq(w.value),
-                    pe.request.payload.c.eq(Mux(k.row, psums[i][j], accs[i][j])),
-                    pe.request.payload.op.eq(FMAOp.FMADD),
-                    pe.request.payload.rm.eq(RoundingMode.RNE),
+                    pe.a.eq(acts[i][j][w.index]),
+                    pe.b.eq(w.value),
+                    pe.c.eq(Mux(k.row, psums[i][j], accs[i][j])),
                     psum_out[i][j].eq(Mux(k.row & w.active, result, psums[i][j])),
                 ]
                 with core.If(k.os):
