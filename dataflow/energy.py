@@ -167,6 +167,13 @@ class EnergyTable(pydantic.BaseModel):
     actions: dict[str, ActionEnergy]
     _matrices: dict[SatConfig, np.ndarray] = pydantic.PrivateAttr(default_factory=dict)
 
+    # Tables are equal when their numbers are: the per-configuration matrix cache does not count.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnergyTable) and self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
     @pydantic.field_validator("version")
     @classmethod
     def _supported_version(cls, version: int) -> int:

@@ -386,3 +386,11 @@ def test_docs_show_the_current_table(table):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.render(table, "paper") in (root / "docs" / "energy.md").read_text()
+
+
+def test_equality_ignores_the_matrix_cache():
+    fresh = load_energy_table(SHIPPED)
+    cached = load_energy_table()
+    energy_matrix(SatConfig.preset_named("tiny"), cached)  # fills the cache of one of them only
+    assert fresh == cached
+    assert hash(fresh) == hash(cached)
