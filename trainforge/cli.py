@@ -201,6 +201,17 @@ def _sim_vectors(design, config, path: Path, rounding: str | None, op: str | Non
         raise typer.Exit(1)
 
 
+#: Designs synthesised hierarchically by default, with the PE count above which that applies: flat
+#: synthesis of the SAT accelerator takes over 30 minutes already for the 4x4 preset.
+_HIERARCHICAL_ABOVE_PES = {"sat": 4}
+
+
+def _auto_hierarchical(design: str, config) -> bool:
+    threshold = _HIERARCHICAL_ABOVE_PES.get(design)
+    pes = getattr(config, "rows", 0) * getattr(config, "cols", 0)
+    return threshold is not None and pes > threshold
+
+
 @app.command("synth")
 @_reports_errors
 def synth_command(
@@ -208,29 +219,61 @@ def synth_command(
     target: Annotated[str, typer.Option("--target", "-t", help="xcup, xc7, ice40 or cmos.")] = "xcup",
     overrides: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    hierarchical: Annotated[
+        bool | None,
+        typer.Option(
+            "--hierarchical/--flat",
+            help="Synthesise each distinct FP leaf unit (MAC, FMA, conversion) once and the rest with them as "
+            "black boxes, and sum; or the whole design flat. Default: hierarchical for `sat` above 4 PEs.",
+        ),
+    ] = None,
 ) -> None:
     """Estimate DESIGN's resources by synthesis with yosys (no place and route), cached by Verilog hash."""
     from trainforge.sim.harness import generate
-    from trainforge.sim.synth import TARGETS, synthesize
+    from trainforge.sim.synth import TARGETS, synthesize, synthesize_hierarchical
 
     if target not in TARGETS:
         raise UsageError(f"unknown synthesis target {target!r}; valid: {', '.join(TARGETS)}")
     design_obj, config = _config(design, overrides)
-    generated = generate(design_obj, config)
+    if hierarchical is None:
+        hierarchical = _auto_hierarchical(design, config)
     if not as_json:
-        err.print(f"[dim]synthesising {design} for {target} with yosys (first use compiles yosys: ~1 min)...[/dim]")
-    result = synthesize(generated.text, top=design_obj.top, target=target)
+        how = "hierarchically (FP leaf units once each)" if hierarchical else "flat"
+        err.print(
+            f"[dim]synthesising {design} {how} for {target} with yosys (first use compiles yosys: ~1 min)...[/dim]"
+        )
+    if hierarchical:
+        hier = synthesize_hierarchical(lambda: design_obj.make_component(config), top=design_obj.top, target=target)
+        payload = hier.to_dict()
+        result: Any = hier
+    else:
+        result = synthesize(generate(design_obj, config).text, top=design_obj.top, target=target)
+        payload = {"method": "flat", **result.to_dict()}
     if as_json:
-        print(json.dumps({"design": design, "parameters": config.to_dict(), **result.to_dict()}, sort_keys=True))
+        print(json.dumps({"design": design, "parameters": config.to_dict(), **payload}, sort_keys=True))
         return
-    table = Table(title=f"{design} on {target} ({'cached' if result.cached else f'{result.seconds:.1f} s'})")
-    for column in ("LUT", "FF", "DSP", "carry", "BRAM", "LUTRAM", "gates", "transistors"):
+    when = "cached" if result.cached else f"{result.seconds:.1f} s"
+    table = Table(title=f"{design} on {target}, {payload['method']} ({when})")
+    table.add_column("part")
+    for column in ("count", "LUT", "FF", "DSP", "carry", "BRAM", "LUTRAM", "gates"):
         table.add_column(column, justify="right")
-    table.add_row(
-        *(str(getattr(result, k)) for k in ("lut", "ff", "dsp", "carry", "bram", "lutram", "gates")),
-        str(result.transistors) if result.transistors is not None else "-",
-    )
+    classes = ("lut", "ff", "dsp", "carry", "bram", "lutram", "gates")
+    if hierarchical:
+        table.add_row("top level", "1", *(str(payload["top_level"][k]) for k in classes))
+        for group in payload["leaves"]:
+            label = f"{group['kind']} {','.join(f'{k}={v}' for k, v in group['params'].items())}"
+            table.add_row(label, str(group["count"]), *(str(group["per_instance"][k]) for k in classes))
+    table.add_row("total", "", *(str(payload[k]) for k in classes))
     out.print(table)
+    if payload.get("transistors") is not None:
+        out.print(f"transistors (yosys estimate): {payload['transistors']}")
+    if hierarchical:
+        out.print(
+            "leaf instances: "
+            + ", ".join(f"{k} {v}" for k, v in payload["leaf_instances"].items())
+            + " (leaf rows are per instance, each synthesised once with the top level's constant inputs and unread"
+            + " outputs)"
+        )
     out.print("cells: " + ", ".join(f"{k} {v}" for k, v in result.cells.items()))
 
 

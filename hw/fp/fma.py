@@ -56,6 +56,7 @@ from trainforge.hw.fp.datapath import (
 )
 from trainforge.hw.fp.formats import FloatFormat, float_format
 from trainforge.hw.fp.ieee import Flags, FMAOp, RoundingMode
+from trainforge.hw.fp.leaves import leaf_stub
 
 __all__ = ["FMA", "FMAConfig", "fma_request_layout", "fma_response_layout"]
 
@@ -163,6 +164,10 @@ class FMA(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         cfg = self._config
+        # A black box only inside trainforge.hw.fp.leaves.blackbox_leaves() (hierarchical synthesis).
+        stub = leaf_stub(self, "fma", cfg.to_dict(), lambda: FMA(config=cfg), sync=cfg.pipeline_stages > 0)
+        if stub is not None:
+            return stub
         src, dst = cfg.src, cfg.dst
         p_s, p_d = src.man_bits + 1, dst.man_bits + 1
         emin_d = 1 - dst.bias

@@ -57,6 +57,7 @@ from trainforge.errors import ConfigError
 from trainforge.hw.fp.fma import FMA, FMAConfig
 from trainforge.hw.fp.formats import float_format
 from trainforge.hw.fp.ieee import FMAOp, RoundingMode
+from trainforge.hw.fp.leaves import leaf_stub
 
 __all__ = ["MAC_SOURCE_FORMATS", "MacUnit"]
 
@@ -107,6 +108,10 @@ class MacUnit(wiring.Component):
         return self._src_fmt
 
     def elaborate(self, platform) -> Module:
+        # A black box only inside trainforge.hw.fp.leaves.blackbox_leaves() (hierarchical synthesis).
+        stub = leaf_stub(self, "mac", {"src_fmt": self._src_fmt}, lambda: MacUnit(src_fmt=self._src_fmt))
+        if stub is not None:
+            return stub
         m = Module()
         if self._src_fmt == "bf16":
             self._generic(m)
