@@ -7,7 +7,6 @@ with code 2; a failed simulation or tool exits with code 1.
 
 from __future__ import annotations
 
-import functools
 import json
 import platform
 import shutil
@@ -15,18 +14,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from trainforge import __version__
+from trainforge.cli_common import err, reports_errors
 from trainforge.config import parse_overrides
 from trainforge.designs import DESIGNS, get_design
-from trainforge.errors import TrainforgeError, UsageError
+from trainforge.errors import UsageError
 
 app = typer.Typer(
     name="trainforge",
@@ -37,29 +36,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _reports_errors(command: F) -> F:
-    """Turn a :class:`TrainforgeError` into one ``trainforge: error:`` line and an exit code.
-
-    :class:`UsageError` (a user mistake) exits 2; any other :class:`TrainforgeError` exits 1.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except TrainforgeError as exc:
-            first, *rest = str(exc).splitlines() or [type(exc).__name__]
-            err.print(f"trainforge: error: {first}", markup=False)
-            for line in rest:
-                err.print(f"  {line}", markup=False)
-            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
-
-    return wrapper  # type: ignore[return-value]
+_reports_errors = reports_errors
 
 
 SetOption = Annotated[

@@ -5,25 +5,24 @@ three times (:mod:`trainforge.sim.cosim`): on the Verilator model of ``sat`` (ev
 UPDATE in the RTL), on the bit-exact golden executor with the same host glue, and in plain PyTorch
 float32; it reports whether the RTL and golden runs agree bit for bit and how far the RTL's weights
 are from PyTorch's. A user mistake prints one ``trainforge: error:`` line and exits with code 2
-(the main CLI's ``_reports_errors``); a failed simulation, or an RTL run that is not bit-exact,
+(the main CLI's ``reports_errors``); a failed simulation, or an RTL run that is not bit-exact,
 exits with code 1 (after printing the report).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from trainforge.cli_common import parse_nm, reports_errors
 from trainforge.errors import UsageError
 
-__all__ = ["cosim_app", "parse_nm"]
+__all__ = ["cosim_app"]
 
 cosim_app = typer.Typer(
     name="cosim",
@@ -35,31 +34,9 @@ cosim_app = typer.Typer(
 )
 out = Console(highlight=False)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _reports_errors(command: F) -> F:
-    """The main CLI's error reporting, looked up when the command runs (no import cycle with cli.py)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trainforge.cli import _reports_errors as report
-
-        return report(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def parse_nm(text: str) -> tuple[int, int]:
-    """``"N:M"`` as ``(n, m)``; anything else is a :class:`UsageError`."""
-    parts = text.split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise UsageError(f"--nm must look like N:M (e.g. 2:4), not {text!r}")
-    return int(parts[0]), int(parts[1])
-
 
 @cosim_app.command("train-step")
-@_reports_errors
+@reports_errors
 def train_step_command(
     model: Annotated[str, typer.Option("--model", help="mlp (64-32-10) or cnn (conv 3x3 1->8, fc 128->10).")] = "mlp",
     method: Annotated[str, typer.Option("--method", help="dense, srste or bdwp.")] = "bdwp",

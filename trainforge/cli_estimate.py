@@ -7,60 +7,21 @@ so. A user mistake prints one ``trainforge: error:`` line and exits with code 2.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from trainforge.errors import ConfigError, UsageError
+from trainforge.cli_common import load_hw, parse_nm, reports_errors
+from trainforge.errors import UsageError
 
 __all__ = ["estimate_command"]
 
 out = Console(highlight=False)
-F = TypeVar("F", bound=Callable[..., Any])
 METHODS = ("dense", "srste", "bdwp", "transposable")
-
-
-def _reports_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trainforge.cli import _reports_errors as report
-
-        return report(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def load_hw(spec: str):
-    """A :class:`SatConfig` from a preset name or a YAML file of its fields (``preset:`` allowed)."""
-    from trainforge.hw.sat.config import PRESETS, SatConfig
-
-    if spec in PRESETS:
-        return SatConfig.preset_named(spec)
-    path = Path(spec)
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        raise UsageError(f"--hw must be a preset ({', '.join(PRESETS)}) or a .yaml file, not {spec!r}")
-    if not path.is_file():
-        raise UsageError(f"--hw file {spec!r} does not exist")
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{spec}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{spec}: expected a mapping of SatConfig fields")
-    try:
-        return SatConfig.from_mapping(data)
-    except ConfigError as exc:
-        raise UsageError(f"{spec}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{spec}: {exc}") from None
 
 
 def load_model(model: str, method: str, n: int, m: int, batch: int | None):
@@ -101,12 +62,8 @@ def load_model(model: str, method: str, n: int, m: int, batch: int | None):
     raise UsageError(f"model file {model!r}: unsupported extension {suffix!r} (use .onnx, .csv or .json)")
 
 
-def parse_nm(text: str) -> tuple[int, int]:
-    try:
-        n_s, m_s = text.split(":")
-        n, m = int(n_s), int(m_s)
-    except ValueError:
-        raise UsageError(f"--nm must look like N:M (e.g. 2:8), not {text!r}") from None
+def _sparse_nm(text: str) -> tuple[int, int]:
+    n, m = parse_nm(text)
     if not 1 <= n < m:
         raise UsageError(f"--nm needs 1 <= N < M, not {n}:{m}")
     return n, m
@@ -164,7 +121,7 @@ def _ideal(workload: Any) -> float:
     return workload.macs() / useful if useful else 1.0
 
 
-@_reports_errors
+@reports_errors
 def estimate_command(
     hw: Annotated[str, typer.Option("--hw", help="SAT preset (tiny, default, paper) or a CONFIG.yaml.")] = "paper",
     model: Annotated[
@@ -194,7 +151,7 @@ def estimate_command(
         raise UsageError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     if batch is not None and batch < 1:
         raise UsageError(f"--batch must be at least 1, not {batch}")
-    n, m = parse_nm(nm)
+    n, m = _sparse_nm(nm)
     config = load_hw(hw)
     if method != "dense" and not config.supports(n, m):
         raise UsageError(f"{n}:{m} is not supported by this configuration (m must divide m_max={config.m_max})")

@@ -3,20 +3,19 @@
 ``trainforge mcu kernel NAME --n N --k K --m M`` costs one matmul kernel; ``trainforge mcu kernel
 --list`` lists them; ``trainforge mcu estimate --model resnet8`` costs a network's training step.
 A user mistake prints one ``trainforge: error:`` line and exits with code 2 (the main CLI's
-``_reports_errors``).
+``reports_errors``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from trainforge.cli_common import reports_errors
 from trainforge.config import parse_overrides
 from trainforge.errors import UsageError
 
@@ -31,20 +30,6 @@ mcu_app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(highlight=False)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _reports_errors(command: F) -> F:
-    """The main CLI's error reporting, looked up when the command runs (no import cycle with cli.py)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trainforge.cli import _reports_errors as report
-
-        return report(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 PresetOption = Annotated[
@@ -71,7 +56,7 @@ def _cluster(preset: str, overrides: list[str] | None, cores: int | None):
 
 
 @mcu_app.command("kernel")
-@_reports_errors
+@reports_errors
 def kernel_command(
     name: Annotated[str | None, typer.Argument(help="Kernel name (see --list).")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Rows of A and C.")] = None,
@@ -164,7 +149,7 @@ def _spec_dict(spec) -> dict[str, Any]:
 
 
 @mcu_app.command("estimate")
-@_reports_errors
+@reports_errors
 def estimate_command(
     model: Annotated[
         str, typer.Option("--model", help="resnet8, dscnn, a zoo name, or an .onnx/.json/.csv workload file.")

@@ -9,33 +9,19 @@ the Pareto fronts, sensitivity plots, CSV, Parquet and ``index.html``.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from trainforge.cli_common import reports_errors
 from trainforge.errors import UsageError
 
 __all__ = ["register"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _reports_errors(command: F) -> F:
-    """The main CLI's error reporting, looked up when the command runs (no import cycle with cli.py)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trainforge.cli import _reports_errors as report
-
-        return report(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def sweep_command(
@@ -145,5 +131,5 @@ def report_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``sweep`` and ``report`` to the main CLI."""
-    app.command("sweep")(_reports_errors(sweep_command))
-    app.command("report")(_reports_errors(report_command))
+    app.command("sweep")(reports_errors(sweep_command))
+    app.command("report")(reports_errors(report_command))

@@ -4,75 +4,29 @@
 (a preset name or a YAML file of :class:`~trainforge.hw.sat.config.SatConfig` fields), runs the
 cases of :func:`trainforge.dataflow.validate.make_cases` on Verilator and compares each measured
 cycle count and counter with :func:`trainforge.dataflow.sat_timing.program_timing`. A user mistake
-prints one ``trainforge: error:`` line and exits with code 2 (the main CLI's ``_reports_errors``);
+prints one ``trainforge: error:`` line and exits with code 2 (the main CLI's ``reports_errors``);
 a model that disagrees with the RTL exits with code 1.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from trainforge.cli_common import load_hw, reports_errors
 from trainforge.errors import UsageError
 
-__all__ = ["load_hw", "validate_command"]
+__all__ = ["validate_command"]
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _reports_errors(command: F) -> F:
-    """The main CLI's error reporting, looked up when the command runs (no import cycle with cli.py)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trainforge.cli import _reports_errors as report
-
-        return report(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def load_hw(spec: str):
-    """A :class:`SatConfig` from a preset name or a YAML file of its fields.
-
-    Raises
-    ------
-    UsageError
-        Neither a preset nor a readable YAML mapping of valid fields.
-    """
-    import yaml
-
-    from trainforge.hw.sat.config import PRESETS, SatConfig
-
-    if spec in PRESETS:
-        return SatConfig.preset_named(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"--hw {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"cannot read {spec} as YAML: {first}") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"{spec} must hold a mapping of SatConfig fields, not {type(values).__name__}")
-    try:
-        return SatConfig.from_mapping(values)
-    except UsageError as exc:
-        raise UsageError(f"{spec}: {str(exc).splitlines()[0]}") from None
-
-
-@_reports_errors
+@reports_errors
 def validate_command(
     hw: Annotated[str, typer.Option("--hw", help="Preset (tiny, default, paper) or a YAML file of SatConfig fields.")],
     cases: Annotated[int, typer.Option("--cases", help="Random programs to run (>= 1).")] = 50,
