@@ -33,10 +33,14 @@ __all__ = [
     "CoreSim",
     "CoreStats",
     "Instr",
+    "Label",
     "Loop",
     "Probe",
     "Timing",
     "count_instructions",
+    "fits12",
+    "li_instrs",
+    "loop_setup",
     "render",
 ]
 
@@ -69,7 +73,14 @@ class Instr:
     offset : int
         Byte offset of the access from the stream's pointer at the start of the loop iteration.
     jump : bool
-        An always-taken control transfer (``ret``, ``j``): adds the branch penalty.
+        A control transfer taken on this core (``ret``, ``j``, a taken conditional branch): adds the
+        branch penalty.
+    imm : int or None
+        The instruction's immediate: a load/store byte offset (from the pointer as the instruction
+        finds it), the post-increment of an ``inc`` access (``p.lw rd, imm(rs1!)`` reads
+        ``mem[rs1]``, then ``rs1 += imm``), an ALU immediate, a ``li``/``lui`` value.
+    target : str or None
+        Branch or jump target label.
     """
 
     op: str
@@ -80,6 +91,8 @@ class Instr:
     stream: str | None = None
     offset: int = 0
     jump: bool = False
+    imm: int | None = None
+    target: str | None = None
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -88,6 +101,10 @@ class Instr:
     def text(self) -> str:
         """Assembly-like rendering: ``op dst, src...`` with the access and post-increment."""
         operands = [r for r in (self.dst, *self.src) if r is not None]
+        if self.imm is not None:
+            operands.append(str(self.imm))
+        if self.target is not None:
+            operands.append(self.target)
         text = f"{self.op} {', '.join(operands)}".rstrip()
         if self.stream is not None:
             text += f"  [{self.stream}{self.offset:+d}]"
@@ -112,25 +129,65 @@ class Loop:
     probe : bool
         Record the TCDM access schedule of this loop's steady-state iteration (the kernel's main
         inner loop) for the contention model.
+    counter : str
+        Software loop: its counter register (``li counter, count`` before the loop, ``addi counter,
+        counter, -1`` + ``bnez counter`` per iteration). Hardware loop: the register holding the count
+        for ``lp.setup`` (set by the program beforehand), or ``""`` for ``lp.setupi`` (immediate count).
     """
 
     count: int
-    body: tuple[Instr | Loop, ...]
+    body: tuple[Instr | Loop | Label, ...]
     hw: bool = True
     label: str = ""
     probe: bool = False
+    counter: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ValueError(f"loop count must be a non-negative integer, not {self.count!r}")
 
 
-Node = Instr | Loop
+@dataclasses.dataclass(frozen=True, slots=True)
+class Label:
+    """A branch target in a program (issues nothing).
 
-_LP_SETUP = Instr("lp.setup", unit="ctrl")
-_LI = Instr("li", dst="_cnt", unit="alu")
-_ADDI = Instr("addi", dst="_cnt", src=("_cnt",), unit="alu")
-_BNEZ = Instr("bnez", src=("_cnt",), unit="ctrl")
+    Attributes
+    ----------
+    name : str
+    """
+
+    name: str
+
+
+Node = Instr | Loop | Label
+
+
+def fits12(value: int) -> bool:
+    """True when ``value`` is a 12-bit signed immediate (``addi``, load/store offsets)."""
+    return -2048 <= value <= 2047
+
+
+def li_instrs(dst: str, value: int) -> list[Instr]:
+    """``li dst, value`` as the instructions it assembles to: ``addi`` (12-bit) or ``lui`` + ``addi``."""
+    value &= 0xFFFFFFFF
+    signed = value - (1 << 32) if value & 0x80000000 else value
+    if fits12(signed):
+        return [Instr("li", dst=dst, imm=signed)]
+    hi = ((value + 0x800) >> 12) & 0xFFFFF
+    lo = value - ((hi << 12) & 0xFFFFFFFF)
+    lo = (lo + 0x800) % 0x1000 - 0x800
+    return [Instr("lui", dst=dst, imm=hi), Instr("addi", dst=dst, src=(dst,), imm=lo)]
+
+
+def loop_setup(loop: Loop, level: int) -> list[Instr]:
+    """The instructions a loop issues once before its first iteration (none for 0 iterations)."""
+    if loop.count == 0:
+        return []
+    if loop.hw:
+        if loop.counter:
+            return [Instr("lp.setup", src=(loop.counter,), unit="ctrl", imm=level)]
+        return [Instr("lp.setupi", unit="ctrl", imm=level)]
+    return li_instrs(loop.counter or "_cnt", loop.count)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -285,7 +342,7 @@ class CoreSim:
         for node in body:
             if isinstance(node, Instr):
                 self.issue(node, taken=node.jump)
-            else:
+            elif isinstance(node, Loop):
                 self._run_loop(node)
 
     def _signature(self) -> tuple:
@@ -297,7 +354,11 @@ class CoreSim:
         n = loop.count
         if n == 0:
             return
-        self.issue(_LP_SETUP if loop.hw else _LI)
+        for ins in loop_setup(loop, 0):
+            self.issue(ins)
+        cnt = loop.counter or "_cnt"
+        addi = Instr("addi", dst=cnt, src=(cnt,), unit="alu", imm=-1)
+        bnez = Instr("bnez", src=(cnt,), unit="ctrl")
         record = loop.probe and self._probe is None and self._recording is None
         recorded: list[tuple[int, str, int]] = []
         recorded_start = recorded_period = 0
@@ -310,8 +371,8 @@ class CoreSim:
                 self._recording = []
             self._run_body(loop.body)
             if not loop.hw:
-                self.issue(_ADDI)
-                self.issue(_BNEZ, taken=i < n - 1)
+                self.issue(addi)
+                self.issue(bnez, taken=i < n - 1)
             i += 1
             delta_t = self.t - t0
             if record:
@@ -349,9 +410,9 @@ def count_instructions(program: Iterable[Node]) -> int:
     for node in program:
         if isinstance(node, Instr):
             total += 1
-        elif node.count:
+        elif isinstance(node, Loop) and node.count:
             per = count_instructions(node.body) + (0 if node.hw else 2)
-            total += 1 + node.count * per
+            total += len(loop_setup(node, 0)) + node.count * per
     return total
 
 
@@ -361,6 +422,8 @@ def render(program: Iterable[Node], indent: str = "") -> list[str]:
     for node in program:
         if isinstance(node, Instr):
             lines.append(indent + node.text())
+        elif isinstance(node, Label):
+            lines.append(f"{indent}{node.name}:")
         else:
             kind = "hw loop" if node.hw else "sw loop"
             label = f" {node.label}" if node.label else ""

@@ -14,23 +14,29 @@ mode          k/iter    instructions                                            
 ============  ========  ==============================================================  ============
 scalar        ``u``     ``u*(U+V)`` loads, ``u*U*V`` ``fmadd.s``/``fmadd.h``               ``u*U*V``
 simd          2         not transposed: ``U`` A-vector loads, ``V`` B-vector loads         ``2*U*V``
-                        (rows k and k+1), ``2U`` lane broadcasts (``pv.shuffle2.h``),
+                        (rows k and k+1), ``2U`` lane broadcasts (``pv.shuffle.h``),
                         ``U*V`` ``vfmac.h``; transposed: ``U+V`` vector loads,
                         ``U*V`` ``vfmac.h`` (each accumulator holds two partial sums)
 simd_pack     2         ``U`` A-vector loads, ``2V`` halfword B loads, ``V`` ``pv.pack.h``,  ``2*U*V``
                         ``U*V`` ``vfmac.h`` (the tutorial's ``vm_SIMD_naive``)
 dotpex        2         transposed: ``U+V`` vector loads, ``U*V`` ``vfdotpex.s.h`` into      ``2*U*V``
                         FP32 accumulators; not transposed: ``U`` + ``V`` vector loads,
-                        ``V`` ``pv.shuffle2.h`` pairing rows k and k+1, ``U*V`` ``vfdotpex``
+                        ``V/2`` ``pv.pack.h`` + ``V/2`` ``pv.shuffle2.h`` pairing rows k and
+                        k+1, ``U*V`` ``vfdotpex``
 dw_bitcast    2         the library's SIMD depthwise kernel: ``U`` A-vector loads, per       ``2*U*V``
-                        column a B-vector load and per output ``vfmul.h``, two ``and``,
-                        ``add``, ``fcvt.s.wu``, ``fcvt.h.s``, ``fadd.h``
+                        column a B-vector load and per output ``vfmul.h``, ``and``,
+                        ``srli``, ``add``, ``fcvt.s.wu``, ``fcvt.h.s``, ``fadd.h``
 ============  ========  ==============================================================  ============
 
 Loads use post-increment addressing; the loads come first in the body (for scalar kernels the
 smaller operand group first), then the shuffles/packs, then the FMAs, so a load-use stall remains
 only where the body is too short to hide it (the naive kernels, ``vm_T_SIMD``). The full accounting,
 with the preamble, epilogues and remainders, is in ``docs/mcu.md``.
+
+The programs are real RV32 + Xpulp + smallFloat code (``docs/mcu-core.md``) with symbolic registers:
+:func:`trainforge.dataflow.mcu.program.kernel_image` allocates them and prints the one program all
+cores run; :mod:`.cluster_sim` runs that text on every core with exact TCDM arbitration, which
+:func:`kernel_cycles` uses for multi-core kernels up to :data:`EXACT_LIMIT` dynamic instructions.
 """
 
 from __future__ import annotations
@@ -41,18 +47,33 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainforge.dataflow.mcu.cluster import ClusterConfig, dtype_bytes
-from trainforge.dataflow.mcu.core import CoreSim, CoreStats, Instr, Loop, Node, Timing, render
+from trainforge.dataflow.mcu.core import (
+    CoreSim,
+    CoreStats,
+    Instr,
+    Loop,
+    Node,
+    Timing,
+    count_instructions,
+    fits12,
+    li_instrs,
+    loop_setup,
+    render,
+)
 from trainforge.dataflow.mcu.tcdm import Contention, contention
 from trainforge.errors import UsageError
 
 __all__ = [
+    "EXACT_LIMIT",
     "KERNELS",
     "KernelResult",
     "KernelSpec",
+    "ProgramParts",
     "core_timing",
     "kernel_cycles",
     "kernel_names",
     "kernel_program",
+    "program_parts",
     "split",
 ]
 
@@ -376,30 +397,56 @@ def core_timing(cluster: ClusterConfig, active_cores: int) -> Timing:
 
 
 # ---------------------------------------------------------------------------------------------
-# program builders
+# program builders: real RV32 + Xpulp + smallFloat instructions (registers still symbolic; the
+# lowering in :mod:`.program` allocates them and prints the assembly)
+
+FIXED_REGISTERS = {"zero": 0, "ra": 1, "sp": 2, "a0": 10}
+"""Registers with a fixed meaning in the programs: x0, the return address, the stack, the args."""
+
+ARG_FIELDS = ("A", "B", "C", "P", "sA", "sB", "sC")
+"""The argument structure's words, in order: the addresses of A, B (or B^T) and C, the extent of the
+parallel dimension (N, M or the groups), the bytes A and B advance per unit of it and the elements C
+advances per unit of it."""
 
 
 def _ops(fmt: str) -> dict[str, str]:
     if fmt == "fp32":
-        return {"ld": "p.lw", "st": "p.sw", "fma": "fmadd.s"}
-    return {"ld": "p.lh", "st": "p.sh", "fma": "fmadd.h"}
+        return {"ld": "p.lw", "ld0": "lw", "st": "p.sw", "st0": "sw", "fma": "fmadd.s"}
+    # FP16 in the low half of an integer register (Zhinx): zero-extending loads keep the upper lane +0
+    return {"ld": "p.lhu", "ld0": "lhu", "st": "p.sh", "st0": "sh", "fma": "fmadd.h"}
 
 
-def _ld(op: str, dst: str, ptr: str, stream: str, offset: int, inc: bool) -> Instr:
-    return Instr(op, dst=dst, src=(ptr,), unit="load", inc=ptr if inc else None, stream=stream, offset=offset)
+_PLAIN = {"p.lw": "lw", "p.lhu": "lhu", "p.sw": "sw", "p.sh": "sh"}
 
 
-def _mark_increments(loads: list[Instr]) -> list[Instr]:
+def _ld(op: str, dst: str, ptr: str, stream: str, offset: int) -> Instr:
+    """A load of ``stream`` at ``offset`` bytes from ``ptr`` (as the iteration starts); the
+    post-increment and the immediates are set by :func:`_mark_increments`."""
+    return Instr(_PLAIN.get(op, op), dst=dst, src=(ptr,), unit="load", stream=stream, offset=offset, imm=offset)
+
+
+def _mark_increments(loads: list[Instr], strides: dict[str, int]) -> list[Instr]:
     """Post-increment each pointer on its first load of the iteration (the one at offset 0).
 
-    Xpulp's ``p.lw rd, imm(rs1!)`` reads ``mem[rs1]`` and then adds ``imm`` to ``rs1``; the later
-    loads from the same pointer use the immediate ``offset - stride`` from the incremented pointer.
-    Listings show every offset from the pointer at the start of the iteration.
+    Xpulp's ``p.lw rd, imm(rs1!)`` reads ``mem[rs1]`` and then adds ``imm`` (the pointer's stride per
+    iteration) to ``rs1``; the later loads from the same pointer use the immediate ``offset -
+    stride`` from the incremented pointer. ``offset`` keeps the byte offset from the pointer at the
+    start of the iteration (for listings and the contention model).
     """
-    first: dict[str, int] = {}
-    for i, ins in enumerate(loads):
-        first.setdefault(ins.src[0], i)
-    return [dataclasses.replace(ins, inc=ins.src[0]) if first[ins.src[0]] == i else ins for i, ins in enumerate(loads)]
+    inc = {v: k for k, v in _PLAIN.items()}
+    first: set[str] = set()
+    out = []
+    for ins in loads:
+        ptr = ins.src[0]
+        stride = strides[ptr]
+        if ptr not in first:
+            first.add(ptr)
+            if ins.offset != 0:
+                raise AssertionError(f"first load of {ptr} must be at offset 0, not {ins.offset}")
+            out.append(dataclasses.replace(ins, op=inc[ins.op], inc=ptr, imm=stride))
+        else:
+            out.append(dataclasses.replace(ins, imm=ins.offset - stride))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,22 +457,67 @@ class _Geometry:
     trans_b: bool
 
 
-def _inner_body(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> tuple[list[Instr], dict[str, int]]:
+class _Consts:
+    """Constant registers a program variant sets once at its start (masks, hardware-loop counts,
+    immediates too wide for an instruction)."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, str] = {}
+
+    def reg(self, value: int) -> str:
+        value &= 0xFFFFFFFF
+        if value == 0:
+            return "zero"
+        if value not in self.values:
+            self.values[value] = f"k{len(self.values)}"
+        return self.values[value]
+
+    def init(self) -> list[Instr]:
+        return [ins for value, name in self.values.items() for ins in li_instrs(name, value)]
+
+
+def _addi(dst: str, src: str, value: int, consts: _Consts) -> Instr:
+    """``dst = src + value``: ``addi`` when the immediate fits, else ``add`` with a constant register."""
+    if fits12(value):
+        return Instr("addi", dst=dst, src=(src,), imm=value)
+    return Instr("add", dst=dst, src=(src, consts.reg(value)))
+
+
+def _static_length(body: Sequence[Node]) -> int:
+    """Instructions in a loop body's text (its nested loops' setup and software-loop overhead included)."""
+    total = 0
+    for node in body:
+        if isinstance(node, Instr):
+            total += 1
+        elif isinstance(node, Loop) and node.count:
+            total += len(loop_setup(node, 0)) + _static_length(node.body) + (0 if node.hw else 2)
+    return total
+
+
+def _hw_loop(count: int, body: Sequence[Node], consts: _Consts, **kw: Any) -> Loop:
+    """A hardware loop: ``lp.setupi`` when the count (12 bits) and the body (up to 15 instructions, the
+    reach of its 5-bit end offset) fit, else ``lp.setup`` with the count in a constant register."""
+    body = tuple(body)
+    if count == 0:
+        return Loop(0, body, hw=True, **kw)
+    if count < 4096 and _static_length(body) <= 15:
+        return Loop(count, body, hw=True, **kw)
+    return Loop(count, body, hw=True, counter=consts.reg(count), **kw)
+
+
+def _inner_body(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry, consts: _Consts) -> tuple[list[Instr], dict]:
     """Inner-loop body for a ``u_rows x v_cols`` block and the per-iteration stream strides."""
     e, k, m, tb = g.e, g.k, g.m, g.trans_b
     ops = _ops(spec.fmt)
     ku = spec.kunroll
     body: list[Instr] = []
     if spec.mode == "scalar":
-        a_loads = [
-            _ld(ops["ld"], f"a{kk}_{u}", "pa", "A", (u * k + kk) * e, False) for kk in range(ku) for u in range(u_rows)
-        ]
+        pstride = {"pa": ku * e, "pb": ku * e if tb else ku * m * e}
+        a_loads = [_ld(ops["ld"], f"a{kk}_{u}", "pa", "A", (u * k + kk) * e) for kk in range(ku) for u in range(u_rows)]
         b_off = (lambda kk, v: (v * k + kk) * e) if tb else (lambda kk, v: (kk * m + v) * e)
-        b_loads = [
-            _ld(ops["ld"], f"b{kk}_{v}", "pb", "B", b_off(kk, v), False) for kk in range(ku) for v in range(v_cols)
-        ]
+        b_loads = [_ld(ops["ld"], f"b{kk}_{v}", "pb", "B", b_off(kk, v)) for kk in range(ku) for v in range(v_cols)]
         loads = (b_loads + a_loads) if v_cols < u_rows else (a_loads + b_loads)
-        body += _mark_increments(loads)
+        body += _mark_increments(loads, pstride)
         for kk in range(ku):
             pairs = (
                 [(u, v) for v in range(v_cols) for u in range(u_rows)]
@@ -435,21 +527,26 @@ def _inner_body(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> tup
             for u, v in pairs:
                 acc = f"c{u}_{v}"
                 body.append(Instr(ops["fma"], dst=acc, src=(acc, f"a{kk}_{u}", f"b{kk}_{v}"), unit="fpu"))
-        strides = {"A": ku * e, "B": ku * e if tb else ku * m * e}
-        return body, strides
+        return body, {"A": pstride["pa"], "B": pstride["pb"]}
     # the 16-bit SIMD modes: k steps by 2, vectors are 32-bit words
-    a_loads = [_ld("p.lw", f"a{u}", "pa", "A", u * k * e, False) for u in range(u_rows)]
-    strides = {"A": 2 * e, "B": 2 * e if tb else 2 * m * e}
-    if spec.mode == "dw_bitcast":  # res += (float)((p & 0xffff) + (p & 0xffff0000 >> 16)), p = a * b
-        body += _mark_increments(a_loads)
+    pstride = {"pa": 2 * e, "pb": 2 * e if tb else 2 * m * e}
+    strides = {"A": pstride["pa"], "B": pstride["pb"]}
+    a_loads = [_ld("p.lw", f"av{u}", "pa", "A", u * k * e) for u in range(u_rows)]
+    if spec.mode == "dw_bitcast":  # res += (float)((p & 0xffff) + (p >> 16)), p = a * b (bit patterns)
+        low = consts.reg(0xFFFF)
+        loads = list(a_loads)
         for v in range(v_cols):
-            body.append(_ld("p.lw", f"b{v}", "pb", "B", v * k * e, v == 0))
+            loads.append(_ld("p.lw", f"b{v}", "pb", "B", v * k * e))
+        loads = _mark_increments(loads, pstride)
+        body += loads[:u_rows]
+        for v in range(v_cols):
+            body.append(loads[u_rows + v])
             for u in range(u_rows):
                 t = f"{u}_{v}"
                 body += [
-                    Instr("vfmul.h", dst=f"p{t}", src=(f"a{u}", f"b{v}"), unit="fpu"),
-                    Instr("and", dst=f"x{t}", src=(f"p{t}",)),
-                    Instr("and", dst=f"y{t}", src=(f"p{t}",)),
+                    Instr("vfmul.h", dst=f"p{t}", src=(f"av{u}", f"b{v}"), unit="fpu"),
+                    Instr("and", dst=f"x{t}", src=(f"p{t}", low)),
+                    Instr("srli", dst=f"y{t}", src=(f"p{t}",), imm=16),
                     Instr("add", dst=f"s{t}", src=(f"x{t}", f"y{t}")),
                     Instr("fcvt.s.wu", dst=f"f{t}", src=(f"s{t}",), unit="fpu"),
                     Instr("fcvt.h.s", dst=f"h{t}", src=(f"f{t}",), unit="fpu"),
@@ -459,46 +556,53 @@ def _inner_body(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> tup
     if spec.mode == "simd_pack":
         b_loads = []
         for v in range(v_cols):
-            b_loads.append(_ld("p.lh", f"bl{v}", "pb", "B", v * e, False))
-            b_loads.append(_ld("p.lh", f"bh{v}", "pb", "B", (m + v) * e, False))
-        body += _mark_increments(b_loads + a_loads)
-        body += [Instr("pv.pack.h", dst=f"b{v}", src=(f"bl{v}", f"bh{v}")) for v in range(v_cols)]
+            b_loads.append(_ld("p.lhu", f"bl{v}", "pb", "B", v * e))
+            b_loads.append(_ld("p.lhu", f"bh{v}", "pb", "B", (m + v) * e))
+        body += _mark_increments(b_loads + a_loads, pstride)
+        # pv.pack.h rd = {rs1 (hi lane), rs2 (lo lane)}: lane 0 = row k, lane 1 = row k + 1
+        body += [Instr("pv.pack.h", dst=f"b{v}", src=(f"bh{v}", f"bl{v}")) for v in range(v_cols)]
         body += [
-            Instr("vfmac.h", dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"a{u}", f"b{v}"), unit="fpu")
+            Instr("vfmac.h", dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"av{u}", f"b{v}"), unit="fpu")
             for u in range(u_rows)
             for v in range(v_cols)
         ]
         return body, strides
     if tb:  # simd or dotpex with B transposed: one vector per row of B^T
-        b_loads = [_ld("p.lw", f"b{v}", "pb", "B", v * k * e, False) for v in range(v_cols)]
-        body += _mark_increments(a_loads + b_loads)
+        b_loads = [_ld("p.lw", f"b{v}", "pb", "B", v * k * e) for v in range(v_cols)]
+        body += _mark_increments(a_loads + b_loads, pstride)
         op = "vfmac.h" if spec.mode == "simd" else "vfdotpex.s.h"
         body += [
-            Instr(op, dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"a{u}", f"b{v}"), unit="fpu")
+            Instr(op, dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"av{u}", f"b{v}"), unit="fpu")
             for u in range(u_rows)
             for v in range(v_cols)
         ]
         return body, strides
     # not transposed: rows k and k+1 of B, v_cols // 2 vectors each
     words = max(1, v_cols // 2)
-    b_loads = [_ld("p.lw", f"b{r}_{w}", "pb", "B", (r * m + 2 * w) * e, False) for r in range(2) for w in range(words)]
-    body += _mark_increments(a_loads + b_loads)
+    b_loads = [_ld("p.lw", f"b{r}_{w}", "pb", "B", (r * m + 2 * w) * e) for r in range(2) for w in range(words)]
+    body += _mark_increments(a_loads + b_loads, pstride)
     if spec.mode == "simd":
+        # broadcast a[k] and a[k+1]: pv.shuffle.h selects lane rs2.H[i][0] for lane i (x0: lane 0)
+        one = consts.reg(0x0001_0001)
         for u in range(u_rows):
-            body.append(Instr("pv.shuffle2.h", dst=f"s{u}_0", src=(f"a{u}",)))
-            body.append(Instr("pv.shuffle2.h", dst=f"s{u}_1", src=(f"a{u}",)))
+            body.append(Instr("pv.shuffle.h", dst=f"s{u}_0", src=(f"av{u}", "zero")))
+            body.append(Instr("pv.shuffle.h", dst=f"s{u}_1", src=(f"av{u}", one)))
         for r in range(2):
             for u in range(u_rows):
                 for w in range(words):
                     acc = f"c{u}_{w}"
                     body.append(Instr("vfmac.h", dst=acc, src=(acc, f"s{u}_{r}", f"b{r}_{w}"), unit="fpu"))
         return body, strides
-    # dotpex, not transposed: pair rows k and k+1 column by column
+    # dotpex, not transposed: pair rows k and k+1 column by column. Column 2w: pv.pack.h {b1.H0, b0.H0};
+    # column 2w+1 in place of b0: pv.shuffle2.h rd.H0 = rd.H1 (sel 01), rd.H1 = rs1.H1 (sel 11)
+    mix = consts.reg(0x0003_0001)
+    pairs = {}
     for w in range(words):
-        body.append(Instr("pv.shuffle2.h", dst=f"p{2 * w}", src=(f"b0_{w}", f"b1_{w}")))
-        body.append(Instr("pv.shuffle2.h", dst=f"p{2 * w + 1}", src=(f"b0_{w}", f"b1_{w}")))
+        body.append(Instr("pv.pack.h", dst=f"p{2 * w}", src=(f"b1_{w}", f"b0_{w}")))
+        body.append(Instr("pv.shuffle2.h", dst=f"b0_{w}", src=(f"b0_{w}", f"b1_{w}", mix)))
+        pairs[2 * w], pairs[2 * w + 1] = f"p{2 * w}", f"b0_{w}"
     body += [
-        Instr("vfdotpex.s.h", dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"a{u}", f"p{v}"), unit="fpu")
+        Instr("vfdotpex.s.h", dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"av{u}", pairs[v]), unit="fpu")
         for u in range(u_rows)
         for v in range(v_cols)
     ]
@@ -512,16 +616,18 @@ def _accumulators(spec: KernelSpec, u_rows: int, v_cols: int, trans_b: bool) -> 
 
 
 def _k_tail(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> list[Instr]:
-    """The leftover k (``K % kunroll``) of one output block, after the inner loop."""
+    """The leftover k (``K % kunroll``) of one output block, after the inner loop (the pointers point
+    at it)."""
     if g.k % spec.kunroll == 0:
         return []
     e, k, tb = g.e, g.k, g.trans_b
     ops = _ops(spec.fmt)
     if spec.mode in ("scalar", "dw_bitcast"):  # K odd: one more plain step
-        loads = [_ld(ops["ld"], f"ta{u}", "pa", "A", u * k * e, False) for u in range(u_rows)]
-        loads += [_ld(ops["ld"], f"tb{v}", "pb", "B", (v * k if tb else v) * e, False) for v in range(v_cols)]
+        loads = [_ld(ops["ld0"], f"ta{u}", "pa", "A", u * k * e) for u in range(u_rows)]
+        loads += [_ld(ops["ld0"], f"tb{v}", "pb", "B", (v * k if tb else v) * e) for v in range(v_cols)]
+        fma = ops["fma"] if spec.mode == "scalar" else "fmadd.h"
         fmas = [
-            Instr(ops["fma"], dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"ta{u}", f"tb{v}"), unit="fpu")
+            Instr(fma, dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"ta{u}", f"tb{v}"), unit="fpu")
             for u in range(u_rows)
             for v in range(v_cols)
         ]
@@ -529,11 +635,11 @@ def _k_tail(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> list[In
     if spec.mode == "simd" and not tb:  # broadcast the last A element, multiply the last B row
         out: list[Instr] = []
         for u in range(u_rows):
-            out.append(_ld("p.lh", f"ta{u}", "pa", "A", u * k * e, False))
+            out.append(_ld("lhu", f"ta{u}", "pa", "A", u * k * e))
         for u in range(u_rows):
             out.append(Instr("pv.pack.h", dst=f"tA{u}", src=(f"ta{u}", f"ta{u}")))
         words = max(1, v_cols // 2)
-        out += [_ld("p.lw", f"tb{w}", "pb", "B", 2 * w * e, False) for w in range(words)]
+        out += [_ld("lw", f"tb{w}", "pb", "B", 2 * w * e) for w in range(words)]
         out += [
             Instr("vfmac.h", dst=f"c{u}_{w}", src=(f"c{u}_{w}", f"tA{u}", f"tb{w}"), unit="fpu")
             for u in range(u_rows)
@@ -542,8 +648,8 @@ def _k_tail(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> list[In
         return out
     # transposed, packed or dotpex: halfword loads zero the upper lane, one more vfmac/vfdotpex
     op = "vfdotpex.s.h" if spec.mode == "dotpex" else "vfmac.h"
-    loads = [_ld("p.lh", f"ta{u}", "pa", "A", u * k * e, False) for u in range(u_rows)]
-    loads += [_ld("p.lh", f"tb{v}", "pb", "B", (v * k if tb else v) * e, False) for v in range(v_cols)]
+    loads = [_ld("lhu", f"ta{u}", "pa", "A", u * k * e) for u in range(u_rows)]
+    loads += [_ld("lhu", f"tb{v}", "pb", "B", (v * k if tb else v) * e) for v in range(v_cols)]
     return loads + [
         Instr(op, dst=f"c{u}_{v}", src=(f"c{u}_{v}", f"ta{u}", f"tb{v}"), unit="fpu")
         for u in range(u_rows)
@@ -551,19 +657,37 @@ def _k_tail(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> list[In
     ]
 
 
-def _epilogue(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> list[Instr]:
-    """Store one output block (reducing the two SIMD lanes first where they hold partial sums).
+def _row_stores(u_rows: int, results: dict[int, list[tuple[int, str, str]]], g: _Geometry, consts: _Consts):
+    """Store a block's rows as the library's C indexes them, ``C[(i + u) * M + j + v]``: ``ci`` is the
+    index of the block's first element; per block row its byte address (``slli``, ``add`` C; the next
+    rows first step the index by ``M``: ``addi ix``), then the row's stores at offsets ``v * e``."""
+    e = g.e
+    out: list[Instr] = []
+    for u in range(u_rows):
+        index = "ci" if u == 0 else "ix"
+        if u:
+            out.append(_addi("ix", "ci" if u == 1 else "ix", g.m, consts))
+        out += [
+            Instr("slli", dst="pcx", src=(index,), imm=e.bit_length() - 1),
+            Instr("add", dst="pcx", src=("pcx", "arg_C")),
+        ]
+        out += [
+            Instr(_PLAIN[op], src=(reg, "pcx"), unit="store", stream="C", offset=(u * g.m + v) * e, imm=v * e)
+            for v, reg, op in results[u]
+        ]
+    return out
 
-    As the library's C indexes ``C[(i + u) * M + j]``, each block row's address is computed from
-    the indices (``p.mac``, ``slli``, ``add``); the stores of that row use immediate offsets.
-    """
-    e, tb = g.e, g.trans_b
+
+def _epilogue(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry, consts: _Consts) -> list[Instr]:
+    """Store one output block (reducing the two SIMD lanes first where they hold partial sums)."""
+    tb = g.trans_b
     ops = _ops(spec.fmt)
     out: list[Instr] = []
     results: dict[int, list[tuple[int, str, str]]] = {u: [] for u in range(u_rows)}  # (column, reg, store)
     if spec.mode in ("scalar", "dw_bitcast"):
+        st = ops["st"] if spec.mode == "scalar" else "p.sh"
         for u in range(u_rows):
-            results[u] = [(v, f"c{u}_{v}", ops["st"]) for v in range(v_cols)]
+            results[u] = [(v, f"c{u}_{v}", st) for v in range(v_cols)]
     elif spec.mode == "simd" and not tb:
         for u in range(u_rows):
             results[u] = [(2 * w, f"c{u}_{w}", "p.sw") for w in range(max(1, v_cols // 2))]
@@ -573,78 +697,87 @@ def _epilogue(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry) -> list[
                 acc, r = f"c{u}_{v}", f"r{u}_{v}"
                 if spec.mode == "dotpex":
                     out.append(Instr("fcvt.h.s", dst=r, src=(acc,), unit="fpu"))
-                else:
-                    out.append(Instr("srli", dst=f"h{u}_{v}", src=(acc,)))
+                else:  # lane 1 down to lane 0, then add the two partial sums (lane 0 of the result)
+                    out.append(Instr("srli", dst=f"h{u}_{v}", src=(acc,), imm=16))
                     out.append(Instr("fadd.h", dst=r, src=(acc, f"h{u}_{v}"), unit="fpu"))
             row: list[tuple[int, str, str]] = []
             for v in range(0, v_cols - 1, 2):
-                out.append(Instr("pv.pack.h", dst=f"w{u}_{v}", src=(f"r{u}_{v}", f"r{u}_{v + 1}")))
+                out.append(Instr("pv.pack.h", dst=f"w{u}_{v}", src=(f"r{u}_{v + 1}", f"r{u}_{v}")))
                 row.append((v, f"w{u}_{v}", "p.sw"))
             if v_cols % 2:
                 row.append((v_cols - 1, f"r{u}_{v_cols - 1}", "p.sh"))
             results[u] = row
-    for u in range(u_rows):
-        out += [
-            Instr("p.mac", dst=f"ix{u}", src=("i", "M", "j")),
-            Instr("slli", dst=f"ix{u}", src=(f"ix{u}",)),
-            Instr("add", dst=f"pc{u}", src=(f"ix{u}", "C")),
-        ]
-        out += [
-            Instr(op, src=(reg, f"pc{u}"), unit="store", stream="C", offset=(u * g.m + v) * e)
-            for v, reg, op in results[u]
-        ]
-    return out
+    return out + _row_stores(u_rows, results, g, consts)
 
 
-def _block(spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry, *, probe: bool) -> tuple[list[Node], dict]:
+def _spill_offset(i: int) -> int:
+    return -4 * (i + 1)
+
+
+def _block(
+    spec: KernelSpec, u_rows: int, v_cols: int, g: _Geometry, consts: _Consts, *, probe: bool
+) -> tuple[list[Node], dict]:
     """One output block: accumulator init, pointer setup, inner loop, k tail, epilogue."""
-    body, strides = _inner_body(spec, u_rows, v_cols, g)
+    body, strides = _inner_body(spec, u_rows, v_cols, g, consts)
+    accs = _accumulators(spec, u_rows, v_cols, g.trans_b)
+    spilled: list[str] = []
     if u_rows == spec.rows and v_cols == spec.cols and spec.spills(g.trans_b):
-        spilled = _accumulators(spec, u_rows, v_cols, g.trans_b)[-spec.spills(g.trans_b) :]
-        reloads = [Instr("lw", dst=acc, src=("sp",), unit="load") for acc in spilled]
-        stores = [Instr("sw", src=(acc, "sp"), unit="store") for acc in spilled]
+        # accumulators beyond the register budget live on the stack below sp
+        spilled = accs[-spec.spills(g.trans_b) :]
+        slot = {acc: _spill_offset(i) for i, acc in enumerate(spilled)}
+        reloads = [Instr("lw", dst=acc, src=("sp",), unit="load", imm=slot[acc]) for acc in spilled]
+        stores = [Instr("sw", src=(acc, "sp"), unit="store", imm=slot[acc]) for acc in spilled]
         body = reloads + body + stores
-    nodes: list[Node] = [Instr("mv", dst=acc, src=("zero",)) for acc in _accumulators(spec, u_rows, v_cols, g.trans_b)]
+    nodes: list[Node] = [
+        Instr("sw", src=("zero", "sp"), unit="store", imm=_spill_offset(spilled.index(acc)))
+        if acc in spilled
+        else Instr("mv", dst=acc, src=("zero",))
+        for acc in accs
+    ]
+    bstep = v_cols * g.k * g.e if g.trans_b else v_cols * g.e
     nodes += [
         Instr("mv", dst="pa", src=("pa_row",)),
         Instr("mv", dst="pb", src=("pbj",)),
-        Instr("addi", dst="pbj", src=("pbj",)),
+        _addi("pbj", "pbj", bstep, consts),
     ]
-    nodes.append(Loop(g.k // spec.kunroll, tuple(body), hw=True, label="k", probe=probe))
+    nodes.append(_hw_loop(g.k // spec.kunroll, body, consts, label="k", probe=probe))
+    if spilled and g.k // spec.kunroll == 0:
+        raise AssertionError("spilled accumulators need the inner loop")
+    nodes += [Instr("lw", dst=acc, src=("sp",), unit="load", imm=_spill_offset(i)) for i, acc in enumerate(spilled)]
     nodes += _k_tail(spec, u_rows, v_cols, g)
-    nodes += _epilogue(spec, u_rows, v_cols, g)
+    nodes += _epilogue(spec, u_rows, v_cols, g, consts)
+    nodes.append(Instr("addi", dst="ci", src=("ci",), imm=v_cols))
     return nodes, strides
 
 
-def _naive_column(fmt: str, u_rows: int, g: _Geometry) -> list[Node]:
+def _naive_column(fmt: str, u_rows: int, g: _Geometry, consts: _Consts) -> list[Node]:
     """One leftover column for ``u_rows`` rows: a naive dot product per row (as the library does)."""
     ops = _ops(fmt)
+    e = g.e
+    pstride = {"pa": e, "pb": e if g.trans_b else g.m * e}
     nodes: list[Node] = []
     for u in range(u_rows):
+        loads = _mark_increments([_ld(ops["ld"], "a", "pa", "A", 0), _ld(ops["ld"], "b", "pb", "B", 0)], pstride)
         nodes += [
             Instr("mv", dst="c", src=("zero",)),
-            Instr("addi", dst="pa", src=("pa_row",)),
+            _addi("pa", "pa_row", u * g.k * e, consts),
             Instr("mv", dst="pb", src=("pbj",)),
-            Loop(
-                g.k,
-                (
-                    _ld(ops["ld"], "a", "pa", "A", 0, True),
-                    _ld(ops["ld"], "b", "pb", "B", 0, True),
-                    Instr(ops["fma"], dst="c", src=("c", "a", "b"), unit="fpu"),
-                ),
-                hw=True,
-                label="k",
-            ),
-            Instr("p.mac", dst="ix", src=("i", "M", "j")),
-            Instr("slli", dst="ix", src=("ix",)),
-            Instr("add", dst="pcx", src=("ix", "C")),
-            Instr(ops["st"], src=("c", "pcx"), unit="store", stream="C", offset=u * g.m * g.e),
+            _hw_loop(g.k, (*loads, Instr(ops["fma"], dst="c", src=("c", "a", "b"), unit="fpu")), consts, label="k"),
+            *([_addi("ix", "ci" if u == 1 else "ix", g.m, consts)] if u else []),
+            Instr("slli", dst="pcx", src=("ix" if u else "ci",), imm=e.bit_length() - 1),
+            Instr("add", dst="pcx", src=("pcx", "arg_C")),
+            Instr(ops["st0"], src=("c", "pcx"), unit="store", stream="C", offset=u * g.m * e, imm=0),
         ]
-    nodes.append(Instr("addi", dst="pbj", src=("pbj",)))
+    nodes += [
+        Instr("addi", dst="ci", src=("ci",), imm=1),
+        _addi("pbj", "pbj", g.k * e if g.trans_b else e, consts),
+    ]
     return nodes
 
 
-def _rows(spec: KernelSpec, rows: int, cols: int, g: _Geometry, *, probe: bool) -> tuple[list[Node], dict, int]:
+def _rows(
+    spec: KernelSpec, rows: int, cols: int, g: _Geometry, consts: _Consts, *, probe: bool
+) -> tuple[list[Node], dict, int]:
     """Rows ``rows`` x columns ``cols`` of C: full blocks, leftover columns, leftover rows."""
     u, v = spec.rows, spec.cols
     strides: dict = {}
@@ -654,47 +787,74 @@ def _rows(spec: KernelSpec, rows: int, cols: int, g: _Geometry, *, probe: bool) 
         if count == 0:
             continue
         main = first or rows // u == 0
-        block, s = _block(spec, u_rows, v, g, probe=probe and main)
+        block, s = _block(spec, u_rows, v, g, consts, probe=probe and main)
         if main:
             strides = s
             main_iterations = count * (cols // v) * (g.k // spec.kunroll)
-        row_setup: list[Node] = [
-            Instr("addi", dst="pa_row", src=("pa_row",)),
+        # ci = C index of the current block's first element; after a row of blocks it has passed
+        # `cols` columns: step it to the next block row
+        body: list[Node] = [
             Instr("mv", dst="pbj", src=("pb0",)),
-            Instr("addi", dst="pc", src=("pc",)),
+            _hw_loop(cols // v, block, consts, label="cols"),
+            _hw_loop(cols % v, _naive_column(spec.fmt, u_rows, g, consts), consts, label="cols left"),
+            _addi("pa_row", "pa_row", u_rows * g.k * g.e, consts),
         ]
-        body = (
-            *row_setup,
-            Loop(cols // v, tuple(block), hw=True, label="cols"),
-            Loop(cols % v, tuple(_naive_column(spec.fmt, u_rows, g)), hw=True, label="cols left"),
-        )
-        nodes.append(Loop(count, body, hw=False, label="rows" if first else "rows left"))
+        if u_rows * g.m != cols:
+            body.append(_addi("ci", "ci", u_rows * g.m - cols, consts))
+        label = "rows" if first else "rows left"
+        nodes.append(Loop(count, tuple(body), hw=False, label=label, counter="nr" if first else "nr1"))
     return nodes, strides, main_iterations
 
 
-def _preamble() -> list[Node]:
-    """Argument loads, core id, this core's share, shape checks (PULP-TrainLib's kernel prologue)."""
-    loads = [Instr("lw", dst=r, src=("args",), unit="load") for r in ("A", "B", "C", "N", "M", "K", "tr")]
+def _preamble(cores: int, block: int) -> list[Instr]:
+    """Argument loads, core id, this core's share ``[start, stop)`` of the parallel dimension (as
+    PULP-TrainLib's kernel prologue); the two dispatch branches follow (:func:`_dispatch`)."""
+    loads = [Instr("lw", dst=f"arg_{name}", src=("a0",), unit="load", imm=4 * i) for i, name in enumerate(ARG_FIELDS)]
+    if cores & (cores - 1) == 0:  # block = ceil(P / cores) = (P + cores - 1) >> log2(cores)
+        share = [
+            Instr("addi", dst="bs", src=("arg_P",), imm=cores - 1),
+            Instr("srli", dst="bs", src=("bs",), imm=cores.bit_length() - 1),
+        ]
+    else:  # no divider (RV32M subset: mul only): the block size is a constant of the program
+        share = li_instrs("bs", block)
     return [
         *loads,
-        Instr("csrr", dst="id"),
-        Instr("addi", dst="bs", src=("N",)),
-        Instr("srli", dst="bs", src=("bs",)),
+        Instr("csrr", dst="id", imm=0xF14),
+        *share,
         Instr("mul", dst="start", src=("id", "bs")),
-        Instr("add", dst="stop", src=("start", "bs")),
-        Instr("p.minu", dst="stop", src=("stop", "N")),
-        Instr("bltu", src=("M",), unit="ctrl"),
-        Instr("bltu", src=("K",), unit="ctrl"),
-        Instr("bnez", src=("tr",), unit="ctrl"),
-        Instr("mul", dst="pa_row", src=("start", "K")),
-        Instr("add", dst="pa_row", src=("pa_row", "A")),
-        Instr("mul", dst="pc", src=("start", "M")),
-        Instr("add", dst="pc", src=("pc", "C")),
-        Instr("mv", dst="pb0", src=("B",)),
+        Instr("add", dst="end", src=("start", "bs")),
+        Instr("p.minu", dst="stop", src=("end", "arg_P")),
     ]
 
 
-_RET = Instr("ret", unit="ctrl", jump=True)
+def _dispatch(*, idle: bool, partial: bool) -> list[Instr]:
+    """``bgeu start, stop, .Lidle`` (no work), ``bne stop, end, .Lpart`` (a share cut by the end)."""
+    out = [Instr("bgeu", src=("start", "stop"), unit="ctrl", target=".Lidle", jump=idle)]
+    if not idle:
+        out.append(Instr("bne", src=("stop", "end"), unit="ctrl", target=".Lpart", jump=partial))
+    return out
+
+
+def _pointers(parallel: str) -> list[Instr]:
+    """This core's first A row and B column (or group): ``base + start * stride``; its first C element
+    index ``ci = start * sC``."""
+    out: list[Instr] = []
+    for ptr, base, stride, offset in (
+        ("pa_row", "arg_A", "arg_sA", parallel in "NG"),
+        ("pb0", "arg_B", "arg_sB", parallel in "MG"),
+    ):
+        if offset:
+            out += [
+                Instr("mul", dst=f"o_{ptr}", src=("start", stride)),
+                Instr("add", dst=ptr, src=(f"o_{ptr}", base)),
+            ]
+        else:
+            out.append(Instr("mv", dst=ptr, src=(base,)))
+    out.append(Instr("mul", dst="ci", src=("start", "arg_sC")))
+    return out
+
+
+_RET = Instr("ret", src=("ra",), unit="ctrl", jump=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -707,21 +867,34 @@ class _CoreWork:
     group0: int
 
 
-def _core_program(spec: KernelSpec, work: _CoreWork, g: _Geometry) -> tuple[list[Node], dict, int]:
-    if work.groups == 0 or work.rows == 0 or work.cols == 0:
-        return [*_preamble(), _RET], {}, 0
-    rows_nodes, strides, iterations = _rows(spec, work.rows, work.cols, g, probe=True)
+def _variant(spec: KernelSpec, work: _CoreWork, g: _Geometry) -> tuple[list[Node], dict, int]:
+    """The code of one core share after the dispatch: pointers, constants, the loops, ``ret``."""
+    consts = _Consts()
+    rows_nodes, strides, iterations = _rows(spec, work.rows, work.cols, g, consts, probe=True)
     if spec.parallel == "G":
-        group_setup = [
-            Instr("addi", dst="pa_row", src=("pa_row",)),
-            Instr("addi", dst="pb0", src=("pb0",)),
-            Instr("addi", dst="pc", src=("pc",)),
-        ]
-        nodes: list[Node] = [Loop(work.groups, (*group_setup, *rows_nodes), hw=False, label="groups")]
+        # the rows leave pa_row and ci at the next group's A and C; B of a group is K x M
+        step = _addi("pb0", "pb0", g.k * g.m * g.e, consts)
+        nodes: list[Node] = [Loop(work.groups, (*rows_nodes, step), hw=False, label="groups", counter="ngr")]
         iterations *= work.groups
     else:
         nodes = rows_nodes
-    return [*_preamble(), *nodes, _RET], strides, iterations
+    return [*_pointers(spec.parallel), *consts.init(), *nodes, _RET], strides, iterations
+
+
+def _core_program(
+    spec: KernelSpec, work: _CoreWork, g: _Geometry, *, cores: int, block: int
+) -> tuple[list[Node], dict, int]:
+    """The program one core issues: preamble, dispatch, its share's variant."""
+    size = {"N": work.rows, "M": work.cols, "G": work.groups}[spec.parallel]
+    pre = _preamble(cores, block)
+    if size == 0 or work.groups == 0 or work.rows == 0 or work.cols == 0:
+        return [*pre, *_dispatch(idle=True, partial=False), _RET], {}, 0
+    variant, strides, iterations = _variant(spec, work, g)
+    return [*pre, *_dispatch(idle=False, partial=size != block), *variant], strides, iterations
+
+
+def _parallel_extent(spec: KernelSpec, *, n: int, m: int, groups: int) -> int:
+    return {"N": n, "M": m, "G": groups}[spec.parallel]
 
 
 def kernel_program(
@@ -738,12 +911,16 @@ def kernel_program(
 ) -> list[Node]:
     """The program core ``core`` runs for a kernel (after any fallback); see :func:`render`.
 
-    Parameters are those of :func:`kernel_cycles`.
+    Parameters are those of :func:`kernel_cycles`. Registers are symbolic (``zero``, ``ra``, ``sp``,
+    ``a0`` are x0, x1, x2, x10); :func:`trainforge.dataflow.mcu.program.kernel_image` allocates them
+    and prints the one assembly program every core runs.
     """
     spec, _ = _resolve(name, n=n, k=k, m=m, groups=groups, trans_b=trans_b, dtype=dtype, cores=cores)
     g = _Geometry(k=k, m=m, e=dtype_bytes(dtype), trans_b=trans_b)
-    work = _work(spec, n=n, m=m, groups=groups, cores=cores, core=core)
-    return _core_program(spec, work, g)[0]
+    kernel_groups = groups if spec.parallel == "G" else 1
+    work = _work(spec, n=n, m=m, groups=kernel_groups, cores=cores, core=core)
+    block = -(-_parallel_extent(spec, n=n, m=m, groups=kernel_groups) // cores)
+    return _core_program(spec, work, g, cores=cores, block=block)[0]
 
 
 def _work(spec: KernelSpec, *, n: int, m: int, groups: int, cores: int, core: int) -> _CoreWork:
@@ -799,6 +976,10 @@ class KernelResult:
         MACs of one inner iteration.
     registers : int
         Live registers of the inner loop (accumulators, operands, pointers).
+    contention_model : {"none", "exact", "extrapolated"}
+        How bank conflicts were counted: not at all (one core, or ``bank_conflicts=False``), by the
+        exact joint simulation of every core's whole program (:mod:`.cluster_sim`, when the kernel
+        is small enough: :data:`EXACT_LIMIT`), or from the main inner loop extrapolated (:mod:`.tcdm`).
     """
 
     name: str
@@ -821,6 +1002,7 @@ class KernelResult:
     inner_cycles: int
     inner_macs: int
     registers: int
+    contention_model: str = "none"
 
     @property
     def mac_per_cycle(self) -> float:
@@ -948,6 +1130,7 @@ def _kernel_cycles(
     sequential = groups if spec.parallel != "G" else 1
     kernel_groups = 1 if spec.parallel != "G" else groups
     works = [_work(spec, n=n, m=m, groups=kernel_groups, cores=cores, core=c) for c in range(cores)]
+    block = -(-_parallel_extent(spec, n=n, m=m, groups=kernel_groups) // cores)
     active = [c for c, w in enumerate(works) if w.groups and w.rows and w.cols]
     timing = core_timing(cluster, max(1, len(active)))
 
@@ -956,7 +1139,7 @@ def _kernel_cycles(
     for w in works:
         key = (w.groups, w.rows, w.cols)
         if key not in stats_by_shape:
-            program, strides, iterations = _core_program(spec, w, g)
+            program, strides, iterations = _core_program(spec, w, g, cores=cores, block=block)
             stats_by_shape[key] = (CoreSim(timing).run(program), strides, iterations, program)
         per_core.append(stats_by_shape[key][0])
     core_cycles = tuple(s.cycles for s in per_core)
@@ -966,7 +1149,17 @@ def _kernel_cycles(
     ]
 
     conflicts: tuple[int, ...] = (0,) * cores
-    if bank_conflicts and len(active) > 1 and stats.probe is not None and stats.probe.accesses:
+    model = "none"
+    exact = None
+    if bank_conflicts and len(active) > 1:
+        dynamic = sum(count_instructions(stats_by_shape[(w.groups, w.rows, w.cols)][3]) for w in works)
+        if dynamic <= EXACT_LIMIT:
+            exact = _exact_run(name, n, k, m, kernel_groups, dtype, cores, trans_b, cluster, len(active))
+    if exact is not None:
+        model = "exact"
+        conflicts = tuple(run.cycles - cc for run, cc in zip(exact.cores, core_cycles, strict=True))
+    elif bank_conflicts and len(active) > 1 and stats.probe is not None and stats.probe.accesses:
+        model = "extrapolated"
         a_base = 0
         b_base = _align(groups * n * k * e if spec.parallel == "G" else n * k * e)
         bases = []
@@ -1011,6 +1204,51 @@ def _kernel_cycles(
         inner_cycles=stats.probe.period if stats.probe is not None else 0,
         inner_macs=spec.macs_per_iteration() if inner is not None else 0,
         registers=spec.registers(trans_b),
+        contention_model=model,
+    )
+
+
+EXACT_LIMIT = 100_000
+"""Dynamic instructions (all cores together) up to which :func:`kernel_cycles` simulates the cores
+jointly and exactly (:mod:`.cluster_sim`, about 0.15 s at the limit); above, the main inner loop's
+bank conflicts are extrapolated (:mod:`.tcdm`)."""
+
+
+def _exact_run(
+    name: str,
+    n: int,
+    k: int,
+    m: int,
+    groups: int,
+    dtype: str,
+    cores: int,
+    trans_b: bool,
+    cluster: ClusterConfig,
+    active: int,
+) -> Any:
+    """The exact joint run of the lowered program, or ``None`` when it cannot be lowered."""
+    from trainforge.dataflow.mcu.cluster_sim import simulate
+    from trainforge.dataflow.mcu.program import LoweringError, kernel_image
+
+    try:
+        image = kernel_image(
+            name, n=n, k=k, m=m, trans_b=trans_b, dtype=dtype, cores=cores, cluster=cluster, groups=groups
+        )
+    except LoweringError:
+        return None
+    return simulate(
+        image.asm,
+        cores=cores,
+        args_addr=image.args_addr,
+        args=image.args,
+        l1_bytes=cluster.l1_bytes,
+        banks=cluster.l1_banks,
+        load_latency=cluster.load_latency,
+        fpu_latency=cluster.fpu_latency,
+        branch_penalty=cluster.branch_penalty,
+        fpu_share=cluster.fpu_share(active),
+        fork_cycles=cluster.fork_cycles,
+        barrier_cycles=cluster.barrier_cycles,
     )
 
 
@@ -1027,3 +1265,69 @@ def _find_probe_loop(program: Sequence[Node]) -> Loop | None:
             if found is not None:
                 return found
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramParts:
+    """Everything the lowering needs to print one kernel's cluster program.
+
+    Attributes
+    ----------
+    spec : KernelSpec
+        The kernel that runs (after any fallback).
+    preamble : list of Instr
+        The common preamble, up to the dispatch branches.
+    full, partial : list of Node or None
+        The code of a full share and of the share cut short by the end of the parallel dimension
+        (``None`` when no core has one); both end with ``ret``.
+    programs : list of list of Node
+        The program each core issues (what :func:`kernel_program` returns), for timing.
+    args : tuple of int
+        The argument structure's words without the three addresses (``P``, ``sA``, ``sB``, ``sC``).
+    active : int
+        Cores with work.
+    """
+
+    spec: KernelSpec
+    preamble: list[Instr]
+    full: list[Node] | None
+    partial: list[Node] | None
+    programs: list[list[Node]]
+    args: tuple[int, ...]
+    active: int
+
+
+def program_parts(
+    name: str, *, n: int, k: int, m: int, groups: int = 1, trans_b: bool = False, dtype: str = "fp16", cores: int = 1
+) -> ProgramParts:
+    """The pieces of a kernel's one cluster program (see :class:`ProgramParts`)."""
+    spec, _ = _resolve(name, n=n, k=k, m=m, groups=groups, trans_b=trans_b, dtype=dtype, cores=cores)
+    if spec.parallel != "G" and groups != 1:
+        raise UsageError(f"kernel {spec.name!r} computes one product per call; groups must be 1, not {groups}")
+    e = dtype_bytes(dtype)
+    g = _Geometry(k=k, m=m, e=e, trans_b=trans_b)
+    total = _parallel_extent(spec, n=n, m=m, groups=groups)
+    block = -(-total // cores)
+    works = [_work(spec, n=n, m=m, groups=groups, cores=cores, core=c) for c in range(cores)]
+    programs = [_core_program(spec, w, g, cores=cores, block=block)[0] for w in works]
+    full = _variant(spec, works[0], g)[0]
+    partial = None
+    for w in works:
+        size = {"N": w.rows, "M": w.cols, "G": w.groups}[spec.parallel]
+        if 0 < size < block:
+            partial = _variant(spec, w, g)[0]
+    strides = {
+        "N": (k * e, 0, m),
+        "M": (0, k * e if trans_b else e, 1),
+        "G": (n * k * e, k * m * e, n * m),
+    }[spec.parallel]
+    active = sum(1 for w in works if w.groups and w.rows and w.cols)
+    return ProgramParts(
+        spec=spec,
+        preamble=_preamble(cores, block),
+        full=full,
+        partial=partial,
+        programs=programs,
+        args=(total, *strides),
+        active=active,
+    )
