@@ -73,6 +73,18 @@ def kernel_command(
     listing: Annotated[
         bool, typer.Option("--listing", help="Also print core 0's whole program (loops and instructions).")
     ] = False,
+    rtl: Annotated[
+        bool,
+        typer.Option(
+            "--rtl",
+            help="Also run the kernel on the cluster RTL (Verilator) with random operands: its cycles must equal "
+            "the model's and C must be bit-exact (exit 1 if not).",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random operands of --rtl.")] = 0,
+    asm: Annotated[
+        str | None, typer.Option("--asm", metavar="FILE", help="Write the kernel's assembly program to FILE.")
+    ] = None,
 ) -> None:
     """Cycles and MAC/cycle of one matmul kernel C[N x M] = A[N x K] . B[K x M] on the cluster."""
     from trainforge.dataflow.mcu.kernels import KERNELS, kernel_cycles
@@ -98,8 +110,21 @@ def kernel_command(
         raise UsageError(f"mcu kernel needs {', '.join(missing)}")
     cluster = _cluster(preset, overrides, cores)
     result = kernel_cycles(name, n=n, k=k, m=m, groups=groups, dtype=dtype, trans_b=transposed_b, cluster=cluster)
+    if asm is not None:
+        _write_asm(asm, name, n=n, k=k, m=m, groups=groups, trans_b=transposed_b, dtype=dtype, cluster=cluster)
+    checked = None
+    if rtl:
+        if groups != 1:
+            raise UsageError(f"--rtl runs kernels with --groups 1 only, not {groups}")
+        from trainforge.sim.mcu_kernel import run_kernel
+
+        checked = run_kernel(name, n=n, k=k, m=m, trans_b=transposed_b, dtype=dtype, cluster=cluster, seed=seed)
     if as_json:
-        print(json.dumps({**result.to_dict(), "cluster": cluster.to_dict()}, sort_keys=True))
+        payload = {**result.to_dict(), "cluster": cluster.to_dict()}
+        if checked is not None:
+            payload["rtl"] = checked.to_dict()
+        print(json.dumps(payload, sort_keys=True))
+        _rtl_verdict(checked, quiet=True)
         return
     shape = f"{result.n} x {result.k} x {result.m}" + (f" (x{result.groups})" if result.groups > 1 else "")
     table = Table(
@@ -121,6 +146,12 @@ def kernel_command(
         ("stalls (slowest core)", ", ".join(f"{c} {v:,}" for c, v in result.stalls.items() if v) or "none"),
         ("inner loop", f"{result.inner_cycles} cycles, {result.inner_macs} MACs, {result.registers} registers"),
     ]
+    if checked is not None:
+        rows += [
+            ("RTL cycles (Verilator)", f"{checked.rtl_cycles:,} ({'equal' if checked.cycles_match else 'DIFFERENT'})"),
+            ("RTL C bit-exact", f"{checked.bit_exact} ({checked.mismatches} of {n * m} outputs differ)"),
+            ("RTL C vs PyTorch float32", f"max |diff| {checked.max_abs_diff_vs_torch:.3g}"),
+        ]
     for row in rows:
         table.add_row(*row)
     out.print(table)
@@ -138,6 +169,30 @@ def kernel_command(
         out.print("program of core 0:", markup=False)
         for line in render(program, "    "):
             out.print(line, markup=False)
+    _rtl_verdict(checked, quiet=False)
+
+
+def _write_asm(path: str, name: str, **shape: Any) -> None:
+    """Write the kernel's lowered assembly (one program for every core of the cluster)."""
+    from pathlib import Path
+
+    from trainforge.dataflow.mcu.program import kernel_image
+
+    cluster = shape.pop("cluster")
+    image = kernel_image(name, cores=cluster.cores, cluster=cluster, **shape)
+    try:
+        Path(path).write_text(image.asm)
+    except OSError as exc:
+        raise UsageError(f"--asm: cannot write {path}: {exc.strerror}") from None
+
+
+def _rtl_verdict(checked, *, quiet: bool) -> None:
+    """Exit 1 when the RTL disagrees with the model or the reference (a failed check, not a usage error)."""
+    if checked is None or (checked.cycles_match and checked.bit_exact):
+        return
+    if not quiet:
+        out.print("RTL check FAILED: the RTL disagrees with the model or the reference", markup=False)
+    raise typer.Exit(1)
 
 
 def _spec_dict(spec) -> dict[str, Any]:
