@@ -34,7 +34,7 @@ OUT = Path("demo-out")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 
 
-STEPS = 11
+STEPS = 12
 
 
 def step(number: int, title: str) -> None:
@@ -117,6 +117,32 @@ def mcu_step() -> None:
         table.add_row(dtype, label, f"{e.mac_per_cycle:.2f}", f"{e.cycles:,}", f"{e.ms:.1f}")
     console.print(table)
     console.print("ResNet8 training step on 8 cores (trainforge mcu estimate; docs/mcu.md has the reproduction table)")
+
+
+def mcu_rtl_step(all_ok: bool) -> bool:
+    from trainforge.sim.mcu_kernel import run_kernel
+
+    # The tutorial's FC input-gradient kernels, K = M = 128, and their GVSoC cycle counts.
+    cases = [("vm_naive", False, 1, 67_386), ("vm_SIMD_naive", False, 1, 43_611), ("vm_T_SIMD", True, 1, 35_268)]
+    cases.append(("vm_T_SIMD", True, 8, 4_620))
+    table = Table("kernel", "cores", "GVSoC", "model", "vs GVSoC", "cluster RTL", "C bit-exact")
+    with console.status("building the MCU cluster RTL (1 and 8 cores) with Verilator and running the kernels ..."):
+        runs = [(run_kernel(name, n=1, k=128, m=128, trans_b=tb, cores=c), gvsoc) for name, tb, c, gvsoc in cases]
+    for run, gvsoc in runs:
+        ok = run.cycles_match and run.bit_exact
+        all_ok &= ok
+        table.add_row(
+            run.kernel,
+            str(run.cores),
+            f"{gvsoc:,}",
+            f"{run.model_cycles:,}",
+            f"{(run.model_cycles - gvsoc) / gvsoc * 100:+.1f} %",
+            f"{run.rtl_cycles:,} " + ("[green]equal[/green]" if run.cycles_match else "[red]DIFFERENT[/red]"),
+            "[green]yes[/green]" if run.bit_exact else f"[red]{run.mismatches} differ[/red]",
+        )
+    console.print(table)
+    console.print("FC input gradient 1x128x128 FP16 (trainforge mcu kernel NAME ... --rtl; docs/mcu-core.md)")
+    return all_ok
 
 
 def sat_regression_step(all_ok: bool) -> bool:
@@ -322,6 +348,9 @@ def main() -> int:
 
     step(11, "FP16 on-device training on an 8-core MCU cluster (cycle model)")
     mcu_step()
+
+    step(12, "The MCU kernels on the cluster RTL: cycles equal to the model, C bit-exact")
+    all_ok = mcu_rtl_step(all_ok)
     console.rule("[green]demo complete[/green]" if all_ok else "[red]demo found a mismatch[/red]")
     return 0 if all_ok else 1
 
