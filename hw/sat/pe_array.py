@@ -98,6 +98,7 @@ from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from trainforge.hw.fp.leaves import leaf_stub
 from trainforge.hw.fp.mac import MacUnit
 from trainforge.hw.sat.config import SatConfig
 
@@ -105,6 +106,7 @@ __all__ = [
     "BeatKind",
     "BeatSchedule",
     "PEArray",
+    "ProcessingElement",
     "TileTiming",
     "beat_schedule",
     "latency",
@@ -281,6 +283,100 @@ def tile_schedule(config: SatConfig, tiles: Sequence[tuple[str, int]], *, start:
 # ---- the RTL ------------------------------------------------------------------------------------
 
 
+def _act_layout(config: SatConfig) -> data.ArrayLayout:
+    """One activation group (``m_max`` values) as it moves right through a PE row."""
+    return data.ArrayLayout(config.in_bits, config.m_max)
+
+
+def _pe_weight_layout(config: SatConfig) -> data.StructLayout:
+    """A weight as it moves down a PE column: value, index in the group, and whether its row is active."""
+    return data.StructLayout({"value": config.in_bits, "index": config.index_bits, "active": 1})
+
+
+def _mark_layout(config: SatConfig) -> data.StructLayout:
+    """What a beat is, moving down a column beside its weight (``target``: a WS load's PE row)."""
+    return data.StructLayout({"os": 1, "load": 1, "row": 1, "last": 1, "target": range(config.rows)})
+
+
+class ProcessingElement(wiring.Component):
+    """One PE of :class:`PEArray`: the MAC, its activation select and its chain registers.
+
+    A separate component so that hierarchical synthesis counts it once and multiplies
+    (:mod:`trainforge.hw.fp.leaves`); all of the array's PEs are identical (the array computes
+    ``take``, the only row-dependent decision).
+
+    Parameters
+    ----------
+    config : SatConfig
+        Reads ``rows`` (mark layout), ``m_max``, ``index_bits`` and ``in_fmt``.
+
+    Members
+    -------
+    en : In(1)
+        Advance one step (the array's output queue has room).
+    act_in, mark_in, weight_in, psum_in : In
+        From the left neighbour (activations) and from above (mark, weight, partial sum).
+    take : In(1)
+        Latch ``weight_in`` this step (OS: always; WS load: rows down to the target).
+    act, mark, weight : Out
+        The registered chains, to the right and downwards.
+    psum : Out(32)
+        WS: this row's MAC result if the row is active, else the partial sum that entered (to below).
+    result : Out(32)
+        OS: the tile's result, registered by the tile's last step.
+    """
+
+    def __init__(self, *, config: SatConfig) -> None:
+        if not isinstance(config, SatConfig):
+            raise TypeError(f"config must be a SatConfig, not {config!r}")
+        self._config = config
+        act, weight, mark = _act_layout(config), _pe_weight_layout(config), _mark_layout(config)
+        super().__init__(
+            {
+                "en": In(1),
+                "act_in": In(act),
+                "mark_in": In(mark),
+                "weight_in": In(weight),
+                "take": In(1),
+                "psum_in": In(32),
+                "act": Out(act),
+                "mark": Out(mark),
+                "weight": Out(weight),
+                "psum": Out(32),
+                "result": Out(32),
+            }
+        )
+
+    def elaborate(self, platform) -> Module:
+        cfg = self._config
+        params = {"rows": cfg.rows, "m_max": cfg.m_max, "index_bits": cfg.index_bits, "in_fmt": cfg.in_fmt}
+        stub = leaf_stub(self, "sat_pe", params, lambda: ProcessingElement(config=cfg), sync=True)
+        if stub is not None:
+            return stub
+        m = Module()
+        logic = Module()
+        m.submodules.logic = EnableInserter(self.en)(logic)
+        psum = Signal(32)
+        acc = Signal(32)
+        logic.d.sync += [self.act.eq(self.act_in), self.mark.eq(self.mark_in), psum.eq(self.psum_in)]
+        with logic.If(self.take):
+            logic.d.sync += self.weight.eq(self.weight_in)
+        m.submodules.mac = mac = MacUnit(src_fmt=cfg.in_fmt)
+        w, k = self.weight, self.mark
+        m.d.comb += [
+            mac.a.eq(self.act[w.index]),
+            mac.b.eq(w.value),
+            mac.c.eq(Mux(k.row, psum, acc)),
+            self.psum.eq(Mux(k.row & w.active, mac.result, psum)),
+        ]
+        with logic.If(k.os):
+            # The tile's last step leaves +0 behind: the next tile starts from it.
+            logic.d.sync += acc.eq(Mux(k.last, 0, mac.result))
+            with logic.If(k.last):
+                logic.d.sync += self.result.eq(mac.result)
+        return m
+
+
 class PEArray(wiring.Component):
     """The SAT PE array, OS or WS per beat (see the module docstring).
 
@@ -346,7 +442,7 @@ class PEArray(wiring.Component):
             with core.Else():
                 core.d.sync += load_beat.eq(0)
 
-        mark = data.StructLayout({"os": 1, "load": 1, "row": 1, "last": 1, "target": range(rows)})
+        mark = _mark_layout(cfg)
         step_mark = Signal(mark)
         m.d.comb += [
             step_mark.os.eq(accept & (req.kind == BeatKind.OS_STEP)),
@@ -355,8 +451,8 @@ class PEArray(wiring.Component):
             step_mark.last.eq(req.last),
             step_mark.target.eq(rows - 1 - load_beat),
         ]
-        act_layout = data.ArrayLayout(cfg.in_bits, cfg.m_max)
-        weight = data.StructLayout({"value": cfg.in_bits, "index": cfg.index_bits, "active": 1})
+        act_layout = _act_layout(cfg)
+        weight = _pe_weight_layout(cfg)
         weight_in = [Signal(weight, name=f"w_in{j}") for j in range(cols)]
         for j in range(cols):
             m.d.comb += [
@@ -379,41 +475,27 @@ class PEArray(wiring.Component):
         mark_in = [delayed(step_mark, mark, j, f"mark{j}") for j in range(cols)]
         psum_in = [delayed(req.psum[j], 32, j, f"psum{j}") for j in range(cols)]
 
-        def grid(shape, what: str):
-            return [[Signal(shape, name=f"pe{i}_{j}_{what}") for j in range(cols)] for i in range(rows)]
-
-        acts, weights, marks = grid(act_layout, "act"), grid(weight, "w"), grid(mark, "mark")
-        psums, accs, results = grid(32, "psum"), grid(32, "acc"), grid(32, "out")
-        psum_out = grid(32, "psum_out")
+        marks: list[list] = [[None] * cols for _ in range(rows)]
+        weights: list[list] = [[None] * cols for _ in range(rows)]
+        acts: list[list] = [[None] * cols for _ in range(rows)]
+        psum_out: list[list] = [[None] * cols for _ in range(rows)]
+        results: list[list] = [[None] * cols for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
-                above_mark = mark_in[j] if i == 0 else marks[i - 1][j]
-                above_weight = col_in[j] if i == 0 else weights[i - 1][j]
-                # A load beat is written into every row down to its target; OS weights always move.
-                take = above_mark.os | (above_mark.load & (above_mark.target >= i))
-                core.d.sync += [
-                    acts[i][j].eq(row_in[i] if j == 0 else acts[i][j - 1]),
-                    marks[i][j].eq(above_mark),
-                    psums[i][j].eq(psum_in[j] if i == 0 else psum_out[i - 1][j]),
-                ]
-                with core.If(take):
-                    core.d.sync += weights[i][j].eq(above_weight)
-
-                pe = MacUnit(src_fmt=cfg.in_fmt)
+                pe = ProcessingElement(config=cfg)
                 core.submodules[f"pe{i}_{j}"] = pe
-                w, k = weights[i][j], marks[i][j]
-                result = pe.result
-                core.d.comb += [
-                    pe.a.eq(acts[i][j][w.index]),
-                    pe.b.eq(w.value),
-                    pe.c.eq(Mux(k.row, psums[i][j], accs[i][j])),
-                    psum_out[i][j].eq(Mux(k.row & w.active, result, psums[i][j])),
+                above_mark = mark_in[j] if i == 0 else marks[i - 1][j]
+                # A load beat is written into every row down to its target; OS weights always move.
+                m.d.comb += [
+                    pe.en.eq(advance),
+                    pe.act_in.eq(row_in[i] if j == 0 else acts[i][j - 1]),
+                    pe.mark_in.eq(above_mark),
+                    pe.weight_in.eq(col_in[j] if i == 0 else weights[i - 1][j]),
+                    pe.take.eq(above_mark.os | (above_mark.load & (above_mark.target >= i))),
+                    pe.psum_in.eq(psum_in[j] if i == 0 else psum_out[i - 1][j]),
                 ]
-                with core.If(k.os):
-                    # The tile's last step leaves +0 behind: the next tile starts from it.
-                    core.d.sync += accs[i][j].eq(Mux(k.last, 0, result))
-                    with core.If(k.last):
-                        core.d.sync += results[i][j].eq(result)
+                marks[i][j], weights[i][j], acts[i][j] = pe.mark, pe.weight, pe.act
+                psum_out[i][j], results[i][j] = pe.psum, pe.result
 
         # WS deskew: column j's bottom output waits C - j cycles, so a row leaves whole.
         ws_row = [delayed(psum_out[rows - 1][j], 32, cols - j, f"deskew{j}") for j in range(cols)]
