@@ -14,6 +14,7 @@ random FP operands, and compare
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,9 @@ from trainforge.errors import UsageError
 from trainforge.hw.mcu.asm import assemble
 from trainforge.hw.mcu.core import TCDM_BASE
 from trainforge.models.mcu_golden import dot
-from trainforge.sim.mcu_bench import McuJob, run_programs
+from trainforge.sim.mcu_bench import McuJob, McuRun, run_programs
 
-__all__ = ["KernelRun", "accumulation_map", "kernel_reference", "run_kernel"]
+__all__ = ["KernelCase", "KernelRun", "accumulation_map", "kernel_reference", "run_kernel", "run_kernels"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +147,110 @@ def _as_float(bits: np.ndarray, dtype: str) -> np.ndarray:
     return bits.view(np.float16 if dtype != "fp32" else np.float32).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KernelCase:
+    """One kernel run for :func:`run_kernels` (fields as :func:`run_kernel`'s arguments)."""
+
+    name: str
+    n: int
+    k: int
+    m: int
+    trans_b: bool = False
+    dtype: str = "fp16"
+    cores: int = 1
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    case: KernelCase
+    cluster: ClusterConfig
+    image: KernelImage
+    model_cycles: int
+    contention: str
+    a: np.ndarray
+    b: np.ndarray
+    job: McuJob
+
+
+def _prepare(case: KernelCase, cluster: ClusterConfig) -> _Prepared:
+    """Lower, cost and assemble ``case`` on ``cluster`` (already ``with_cores(case.cores)``)."""
+    shape = {"n": case.n, "k": case.k, "m": case.m, "trans_b": case.trans_b, "dtype": case.dtype}
+    image = kernel_image(case.name, **shape, cores=case.cores, cluster=cluster)
+    model = kernel_cycles(case.name, **shape, cores=case.cores, cluster=cluster)
+    a, b = _random_operands(image, case.seed)
+    job = McuJob(
+        words=assemble(image.asm).words,
+        tcdm_image={TCDM_BASE: image.build_tcdm(a, b).tobytes()},
+        args_addr=image.args_addr,
+        read=[(image.c_addr, image.c_bytes)],
+        clear_tcdm=False,  # A, B, C and the args are the image; spills are stored before they are loaded
+    )
+    return _Prepared(case, cluster, image, model.cycles, model.contention_model, a, b, job)
+
+
+def _check(p: _Prepared, run: McuRun) -> KernelRun:
+    """Compare one RTL run with the model's cycles, the accumulation-order reference and PyTorch."""
+    image, a, b, dtype = p.image, p.a, p.b, p.case.dtype
+    if run.timed_out:
+        raise UsageError(f"{image.kernel} did not finish on the RTL within {p.job.budget:,} cycles")
+    got = np.frombuffer(run.data[0], dtype=np.dtype(a.dtype).newbyteorder("<")).astype(a.dtype).reshape(image.c_shape())
+    want = kernel_reference(image, a, b)
+    b_kn = _as_float(b, dtype).T if image.trans_b else _as_float(b, dtype)
+    exact_f32 = torch.from_numpy(_as_float(a, dtype)) @ torch.from_numpy(np.ascontiguousarray(b_kn))
+    return KernelRun(
+        kernel=image.kernel,
+        n=image.n,
+        k=image.k,
+        m=image.m,
+        cores=image.cores,
+        dtype=dtype,
+        trans_b=image.trans_b,
+        model_cycles=p.model_cycles,
+        rtl_cycles=run.cycles,
+        bit_exact=bool(np.array_equal(got, want)),
+        mismatches=int(np.count_nonzero(got != want)),
+        max_abs_diff_vs_torch=float(np.max(np.abs(_as_float(got, dtype) - exact_f32.numpy()), initial=0.0)),
+        counters=run.counters,
+        contention=p.contention,
+    )
+
+
+def _cluster_for(cluster: ClusterConfig | None, cores: int) -> ClusterConfig:
+    cluster = cluster or ClusterConfig()
+    return cluster if cores == cluster.cores else cluster.with_cores(cores)
+
+
+def run_kernels(cases: Sequence[KernelCase], *, cluster: ClusterConfig | None = None) -> list[KernelRun]:
+    """Run many kernels on the cluster RTL, one simulator process per core count, and check each.
+
+    Parameters
+    ----------
+    cases : sequence of KernelCase
+        The runs; each on ``cluster.with_cores(case.cores)``.
+    cluster : ClusterConfig, optional
+        Default: ``ClusterConfig()``.
+
+    Returns
+    -------
+    list of KernelRun
+        In the order of ``cases``.
+
+    Raises
+    ------
+    LoweringError
+        A case that does not lower (:func:`~trainforge.dataflow.mcu.program.kernel_image`).
+    """
+    prepared = [_prepare(c, _cluster_for(cluster, c.cores)) for c in cases]
+    results: list[KernelRun | None] = [None] * len(prepared)
+    for config in dict.fromkeys(p.cluster for p in prepared):
+        picks = [i for i, p in enumerate(prepared) if p.cluster == config]
+        runs = run_programs([prepared[i].job for i in picks], cluster=config)
+        for i, run in zip(picks, runs, strict=True):
+            results[i] = _check(prepared[i], run)
+    return results  # type: ignore[return-value]
+
+
 def run_kernel(
     name: str,
     *,
@@ -167,41 +272,7 @@ def run_kernel(
     seed : int
         Seed of the operands (uniform in [-1, 1)).
     """
-    cluster = cluster or ClusterConfig()
-    cores = cluster.cores if cores is None else cores
-    if cores != cluster.cores:
-        cluster = cluster.with_cores(cores)
-    image = kernel_image(name, n=n, k=k, m=m, trans_b=trans_b, dtype=dtype, cores=cores, cluster=cluster)
-    model = kernel_cycles(name, n=n, k=k, m=m, trans_b=trans_b, dtype=dtype, cores=cores, cluster=cluster)
-    a, b = _random_operands(image, seed)
-    program = assemble(image.asm)
-    tcdm = image.build_tcdm(a, b)
-    job = McuJob(
-        words=program.words,
-        tcdm_image={TCDM_BASE: tcdm.tobytes()},
-        args_addr=image.args_addr,
-        read=[(image.c_addr, image.c_bytes)],
-    )
-    (run,) = run_programs([job], cluster=cluster)
-    if run.timed_out:
-        raise UsageError(f"{image.kernel} did not finish on the RTL within {job.budget:,} cycles")
-    got = np.frombuffer(run.data[0], dtype=np.dtype(a.dtype).newbyteorder("<")).astype(a.dtype).reshape(image.c_shape())
-    want = kernel_reference(image, a, b)
-    b_kn = _as_float(b, dtype).T if trans_b else _as_float(b, dtype)
-    exact_f32 = torch.from_numpy(_as_float(a, dtype)) @ torch.from_numpy(np.ascontiguousarray(b_kn))
-    return KernelRun(
-        kernel=image.kernel,
-        n=n,
-        k=k,
-        m=m,
-        cores=cores,
-        dtype=dtype,
-        trans_b=trans_b,
-        model_cycles=model.cycles,
-        rtl_cycles=run.cycles,
-        bit_exact=bool(np.array_equal(got, want)),
-        mismatches=int(np.count_nonzero(got != want)),
-        max_abs_diff_vs_torch=float(np.max(np.abs(_as_float(got, dtype) - exact_f32.numpy()), initial=0.0)),
-        counters=run.counters,
-        contention=model.contention_model,
-    )
+    cores = (cluster or ClusterConfig()).cores if cores is None else cores
+    case = KernelCase(name=name, n=n, k=k, m=m, trans_b=trans_b, dtype=dtype, cores=cores, seed=seed)
+    (run,) = run_kernels([case], cluster=cluster)
+    return run

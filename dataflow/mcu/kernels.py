@@ -386,13 +386,18 @@ def split(total: int, parts: int, index: int) -> tuple[int, int]:
     return start, min(total, start + block)
 
 
-def core_timing(cluster: ClusterConfig, active_cores: int) -> Timing:
-    """The :class:`~.core.Timing` of a core when ``active_cores`` cores run at once."""
+def core_timing(cluster: ClusterConfig, team_cores: int) -> Timing:
+    """The :class:`~.core.Timing` of a core of a team of ``team_cores`` forked cores.
+
+    A shared FPU's interval is the team's ``fpu_share(team_cores)``, however many of the team's cores
+    have work: the FPU arbitration is fixed when the team is forked (``docs/mcu-core.md``, rule 3), as
+    the cluster RTL implements it.
+    """
     return Timing(
         load_latency=cluster.load_latency,
         fpu_latency=cluster.fpu_latency,
         branch_penalty=cluster.branch_penalty,
-        fpu_interval=cluster.fpu_share(min(active_cores, cluster.cores)),
+        fpu_interval=cluster.fpu_share(min(team_cores, cluster.cores)),
     )
 
 
@@ -1132,7 +1137,7 @@ def _kernel_cycles(
     works = [_work(spec, n=n, m=m, groups=kernel_groups, cores=cores, core=c) for c in range(cores)]
     block = -(-_parallel_extent(spec, n=n, m=m, groups=kernel_groups) // cores)
     active = [c for c, w in enumerate(works) if w.groups and w.rows and w.cols]
-    timing = core_timing(cluster, max(1, len(active)))
+    timing = core_timing(cluster, cores)
 
     stats_by_shape: dict[tuple[int, int, int], tuple[CoreStats, dict, int, list[Node]]] = {}
     per_core: list[CoreStats] = []
@@ -1154,7 +1159,7 @@ def _kernel_cycles(
     if bank_conflicts and len(active) > 1:
         dynamic = sum(count_instructions(stats_by_shape[(w.groups, w.rows, w.cols)][3]) for w in works)
         if dynamic <= EXACT_LIMIT:
-            exact = _exact_run(name, n, k, m, kernel_groups, dtype, cores, trans_b, cluster, len(active))
+            exact = _exact_run(name, n, k, m, kernel_groups, dtype, cores, trans_b, cluster)
     if exact is not None:
         model = "exact"
         conflicts = tuple(run.cycles - cc for run, cc in zip(exact.cores, core_cycles, strict=True))
@@ -1224,7 +1229,6 @@ def _exact_run(
     cores: int,
     trans_b: bool,
     cluster: ClusterConfig,
-    active: int,
 ) -> Any:
     """The exact joint run of the lowered program, or ``None`` when it cannot be lowered."""
     from trainforge.dataflow.mcu.cluster_sim import simulate
@@ -1246,7 +1250,7 @@ def _exact_run(
         load_latency=cluster.load_latency,
         fpu_latency=cluster.fpu_latency,
         branch_penalty=cluster.branch_penalty,
-        fpu_share=cluster.fpu_share(active),
+        fpu_share=cluster.fpu_share(cores),
         fork_cycles=cluster.fork_cycles,
         barrier_cycles=cluster.barrier_cycles,
     )

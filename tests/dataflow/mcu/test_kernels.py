@@ -411,3 +411,17 @@ def test_all_library_step_kinds_have_candidates():
     for (fmt, kind, step), names in LIBRARY_MANAGER.items():
         assert names, (fmt, kind, step)
         assert all(KERNELS[n].fmt == fmt and KERNELS[n].origin == "library" for n in names)
+
+
+def test_shared_fpu_interval_is_the_teams():
+    """docs/mcu-core.md rule 3: a team of 8 on 4 FPUs issues FP every 2 cycles per core even when only
+    some cores have work (n=2 rows of C on 8 cores), as on the cluster RTL; a single-core call has its
+    FPU alone."""
+    shared = ClusterConfig.preset("pulp-shared")
+    private = ClusterConfig.preset("pulp-private")
+    shape = {"n": 2, "k": 16, "m": 8, "dtype": "fp32", "trans_b": True}
+    team = kernel_cycles("mm_unroll_1x4", cores=8, cluster=shared, **shape)
+    assert team.stalls.get("fpu-share", 0) > 0
+    assert team.cycles > kernel_cycles("mm_unroll_1x4", cores=8, cluster=private, **shape).cycles
+    alone = kernel_cycles("mm_unroll_1x4", cores=1, cluster=shared, **shape)
+    assert alone.stalls.get("fpu-share", 0) == 0
