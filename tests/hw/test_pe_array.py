@@ -199,3 +199,18 @@ def test_layouts_match_the_feeder_contract():
 def test_config_must_be_a_sat_config():
     with pytest.raises(TypeError, match="config must be a SatConfig"):
         PEArray(config=GemmArrayConfig())
+
+
+def test_processing_elements_are_one_leaf_kind_for_hierarchical_synthesis():
+    from trainforge.hw.fp.leaves import blackbox_leaves
+    from trainforge.sim.harness import to_verilog
+
+    config = SatConfig(rows=3, cols=5, m_max=8)
+    before = to_verilog(PEArray(config=config), name="pe_array")
+    with blackbox_leaves() as collector:
+        boxed = to_verilog(PEArray(config=config), name="pe_array")
+    assert to_verilog(PEArray(config=config), name="pe_array") == before  # the hook changes nothing outside
+    # every PE is the same leaf (the row-dependent `take` is computed outside), the MACs are inside it
+    assert [(kind.kind, kind.count) for kind in collector.kinds.values()] == [("sat_pe", 15)]
+    (name,) = collector.counts()
+    assert boxed.count(f"\n  {name} ") == 15
