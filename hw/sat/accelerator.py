@@ -19,9 +19,15 @@ was raised). Three stages work on the jobs in order, each with its own pointer:
   (with the partial sums read from the accumulator buffer when ``accumulate``).
 * **Writeback**: takes the array's result rows and writes the acc-lines (OS: ``acc + row`` when
   ``accumulate``, through C FP32 adders); a job has *computed* after its last row.
+
+Clocking
+--------
+One clock (``sync``). With ``clock_gating`` (the default) the line streamer runs on a gated copy
+of it (domain ``streamer``) that stops while the streamer is idle; this changes no cycle and no
+value, only what a cycle-based simulator has to evaluate (and the clock power).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -35,9 +41,10 @@ from trainforge.hw.sat.pe_array import BeatKind, PEArray
 from trainforge.hw.sat.ports import counters_layout, mem_request_layout, mem_response_layout, status_layout
 from trainforge.hw.sat.streamer import LineStreamer
 
-__all__ = ["JOB_SLOTS", "SatAccelerator"]
+__all__ = ["GATE_TAIL", "JOB_SLOTS", "SatAccelerator"]
 
 JOB_SLOTS = 4  #: GEMM descriptors in flight (dispatched and not yet stored)
+GATE_TAIL = 16  #: cycles the line streamer's clock keeps running after it was last busy
 SEQ_BITS = 32  #: job sequence numbers (programs are far shorter than 2**32 jobs)
 FP32_ONE = 0x3F800000
 
@@ -67,6 +74,11 @@ class SatAccelerator(wiring.Component):
     Parameters
     ----------
     config : SatConfig
+    clock_gating : bool
+        Stop the line streamer's clock while it is idle (a latch-based clock gate; see
+        ``_gate_streamer_clock``). Cycle-identical either way; on (the default) Verilator skips the
+        idle prune and update engines, about half of the design's logic. Off gives a single clock
+        domain, e.g. for FPGA flows that want no logic on clock nets.
 
     Members
     -------
@@ -84,10 +96,13 @@ class SatAccelerator(wiring.Component):
         Performance counters since reset.
     """
 
-    def __init__(self, *, config: SatConfig) -> None:
+    def __init__(self, *, config: SatConfig, clock_gating: bool = True) -> None:
         if not isinstance(config, SatConfig):
             raise TypeError(f"config must be a SatConfig, not {config!r}")
+        if not isinstance(clock_gating, bool):
+            raise TypeError(f"clock_gating must be a bool, not {clock_gating!r}")
         self._config = config
+        self._clock_gating = clock_gating
         super().__init__(
             {
                 "cmd": In(stream.Signature(isa.descriptor_layout(config))),
@@ -184,7 +199,11 @@ class SatAccelerator(wiring.Component):
                 m.d.comb += code.eq(isa.ErrorCode.BAD_OP)
 
         # PRUNE and UPDATE run in the line streamer, alone: after every GEMM in flight is stored.
-        m.submodules.streamer = streamer = LineStreamer(config=cfg)
+        streamer = LineStreamer(config=cfg)
+        if self._clock_gating:
+            m.submodules.streamer = DomainRenamer("streamer")(streamer)
+        else:
+            m.submodules.streamer = streamer
         is_gemm = desc.op == isa.Op.GEMM
         drained = Signal()
         free_slot = Signal()
@@ -552,6 +571,9 @@ class SatAccelerator(wiring.Component):
                 self.mem_resp.ready.eq(gemm_resp.ready),
             ]
 
+        if self._clock_gating:
+            self._gate_streamer_clock(m, streamer)
+
         # ---- status and counters ------------------------------------------------------------------
         busy = Signal()
         m.d.comb += [
@@ -586,3 +608,31 @@ class SatAccelerator(wiring.Component):
                 counters.macs_useful.eq(counters.macs_useful + s1_useful),
             ]
         return m
+
+    @staticmethod
+    def _gate_streamer_clock(m: Module, streamer: LineStreamer) -> None:
+        # The streamer (its prune and update engines are most of the design's logic) is idle
+        # through GEMM work. Its clock stops then: a cycle-based simulator (Verilator) skips the
+        # logic of a domain whose clock has no edge, and the hardware saves the clock power. It
+        # runs while reset is asserted, while a descriptor is handed to it, while it is busy and
+        # for GATE_TAIL cycles after (its pipelines and idle-state registers settle), so every one
+        # of its registers sees each edge in which it could change: behaviour is cycle-identical.
+        # The enable is latched while the clock is low (a standard clock gate), so the gated clock
+        # has no glitch.
+        m.domains.streamer = ClockDomain("streamer", local=True)
+        m.domains.gate = ClockDomain("gate", clk_edge="neg", reset_less=True, local=True)
+        tail = Signal(range(GATE_TAIL + 1))
+        enable = Signal()
+        latched = Signal()
+        active = streamer.busy | streamer.op.valid
+        with m.If(active):
+            m.d.sync += tail.eq(GATE_TAIL)
+        with m.Elif(tail != 0):
+            m.d.sync += tail.eq(tail - 1)
+        m.d.comb += [
+            enable.eq(active | (tail != 0) | ResetSignal("sync")),
+            ClockSignal("gate").eq(ClockSignal("sync")),
+            ClockSignal("streamer").eq(ClockSignal("sync") & latched),
+            ResetSignal("streamer").eq(ResetSignal("sync")),
+        ]
+        m.d.gate += latched.eq(enable)
