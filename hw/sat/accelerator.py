@@ -22,7 +22,7 @@ was raised). Three stages work on the jobs in order, each with its own pointer:
 
 Clocking
 --------
-One clock (``sync``). With ``clock_gating`` (the default) the line streamer runs on a gated copy
+One clock (``sync``). With ``SatConfig.clock_gating`` (the default) the line streamer runs on a gated copy
 of it (domain ``streamer``) that stops while the streamer is idle; this changes no cycle and no
 value, only what a cycle-based simulator has to evaluate (and the clock power).
 """
@@ -74,11 +74,10 @@ class SatAccelerator(wiring.Component):
     Parameters
     ----------
     config : SatConfig
-    clock_gating : bool
-        Stop the line streamer's clock while it is idle (a latch-based clock gate; see
-        ``_gate_streamer_clock``). Cycle-identical either way; on (the default) Verilator skips the
-        idle prune and update engines, about half of the design's logic. Off gives a single clock
-        domain, e.g. for FPGA flows that want no logic on clock nets.
+        ``config.clock_gating`` stops the line streamer's clock while it is idle (a latch-based
+        clock gate; see ``_gate_streamer_clock``). Cycle-identical either way; on (the default)
+        Verilator skips the idle prune and update engines, about half of the design's logic. Off
+        gives a single clock domain, e.g. for FPGA flows that want no logic on clock nets.
 
     Members
     -------
@@ -96,13 +95,11 @@ class SatAccelerator(wiring.Component):
         Performance counters since reset.
     """
 
-    def __init__(self, *, config: SatConfig, clock_gating: bool = True) -> None:
+    def __init__(self, *, config: SatConfig) -> None:
         if not isinstance(config, SatConfig):
             raise TypeError(f"config must be a SatConfig, not {config!r}")
-        if not isinstance(clock_gating, bool):
-            raise TypeError(f"clock_gating must be a bool, not {clock_gating!r}")
         self._config = config
-        self._clock_gating = clock_gating
+        self._clock_gating = config.clock_gating
         super().__init__(
             {
                 "cmd": In(stream.Signature(isa.descriptor_layout(config))),

@@ -72,6 +72,11 @@ class SatConfig(GeneratorConfig):
         DRAM model: cycles between accepted requests (1 = one word per cycle).
     clock_mhz : float
         Clock frequency the scheduler converts cycles to seconds with.
+    clock_gating : bool
+        Stop the line streamer's clock (prune and update engines) while it is idle: a latch-based
+        clock gate, cycle-identical either way (``hw/sat/accelerator.py``). It spares the clock
+        power and lets Verilator skip half of the design during GEMMs; ``false`` gives one clock
+        for flows that want no logic on clock nets.
     """
 
     preset: Literal["tiny", "default", "paper", "custom"] = "tiny"
@@ -86,6 +91,7 @@ class SatConfig(GeneratorConfig):
     mem_latency: int = 8
     mem_interval: int = 1
     clock_mhz: float = 200.0
+    clock_gating: bool = True
 
     def validate(self) -> None:
         for name in ("rows", "cols"):
