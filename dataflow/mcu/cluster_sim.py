@@ -21,8 +21,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["EXIT", "ClusterRun", "CoreRun", "CoreState", "Decoded", "decode", "simulate"]
+if TYPE_CHECKING:  # program imports kernels, which imports this module lazily
+    from trainforge.dataflow.mcu.cluster import ClusterConfig
+    from trainforge.dataflow.mcu.program import KernelImage
+
+__all__ = ["EXIT", "ClusterRun", "CoreRun", "CoreState", "Decoded", "decode", "simulate", "simulate_image"]
 
 EXIT = 0xFFFF_FFFC
 """The start value of ``ra``: a core whose next fetch address is EXIT is halted."""
@@ -427,3 +432,22 @@ def _issue(
     st.pc = nxt
     if nxt < 0:
         st.halt = st.t
+
+
+def simulate_image(image: KernelImage, cluster: ClusterConfig) -> ClusterRun:
+    """:func:`simulate` a lowered kernel (:func:`~trainforge.dataflow.mcu.program.kernel_image`) on
+    ``image.cores`` cores with ``cluster``'s memory and timing parameters."""
+    return simulate(
+        image.asm,
+        cores=image.cores,
+        args_addr=image.args_addr,
+        args=image.args,
+        l1_bytes=cluster.l1_bytes,
+        banks=cluster.l1_banks,
+        load_latency=cluster.load_latency,
+        fpu_latency=cluster.fpu_latency,
+        branch_penalty=cluster.branch_penalty,
+        fpu_share=cluster.fpu_share(image.cores),
+        fork_cycles=cluster.fork_cycles,
+        barrier_cycles=cluster.barrier_cycles,
+    )

@@ -1231,7 +1231,7 @@ def _exact_run(
     cluster: ClusterConfig,
 ) -> Any:
     """The exact joint run of the lowered program, or ``None`` when it cannot be lowered."""
-    from trainforge.dataflow.mcu.cluster_sim import simulate
+    from trainforge.dataflow.mcu.cluster_sim import simulate_image
     from trainforge.dataflow.mcu.program import LoweringError, kernel_image
 
     try:
@@ -1240,20 +1240,7 @@ def _exact_run(
         )
     except LoweringError:
         return None
-    return simulate(
-        image.asm,
-        cores=cores,
-        args_addr=image.args_addr,
-        args=image.args,
-        l1_bytes=cluster.l1_bytes,
-        banks=cluster.l1_banks,
-        load_latency=cluster.load_latency,
-        fpu_latency=cluster.fpu_latency,
-        branch_penalty=cluster.branch_penalty,
-        fpu_share=cluster.fpu_share(cores),
-        fork_cycles=cluster.fork_cycles,
-        barrier_cycles=cluster.barrier_cycles,
-    )
+    return simulate_image(image, cluster)
 
 
 def _align(nbytes: int) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from trainforge.dataflow.mcu.cluster import ClusterConfig
-from trainforge.dataflow.mcu.cluster_sim import EXIT, CoreState, address, decode, execute, simulate
+from trainforge.dataflow.mcu.cluster_sim import EXIT, CoreState, address, decode, execute, simulate_image
 from trainforge.dataflow.mcu.kernels import KERNELS, kernel_cycles
 from trainforge.dataflow.mcu.program import TCDM_BASE, LoweringError, kernel_image
 
@@ -120,18 +120,9 @@ def _cases():
     yield "mm_M_fp16_dotpex_6x8", True, [(1, 8, 4), (3, 5, 5), (4, 7, 8), (7, 10, 16)]
 
 
-def _run(image, cores, cluster=CLUSTER):
-    return simulate(
-        image.asm,
-        cores=cores,
-        args_addr=image.args_addr,
-        args=image.args,
-        l1_bytes=cluster.l1_bytes,
-        banks=cluster.l1_banks,
-        fpu_share=cluster.fpu_share(cores),
-        fork_cycles=cluster.fork_cycles,
-        barrier_cycles=cluster.barrier_cycles,
-    )
+def _run(image, cores):
+    assert image.cores == cores
+    return simulate_image(image, CLUSTER)
 
 
 @pytest.mark.parametrize(("name", "trans_b", "shapes"), list(_cases()))
