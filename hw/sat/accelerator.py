@@ -76,7 +76,7 @@ class SatAccelerator(wiring.Component):
     config : SatConfig
         ``config.clock_gating`` stops the line streamer's clock while it is idle (a latch-based
         clock gate; see ``_gate_streamer_clock``). Cycle-identical either way; on (the default)
-        Verilator skips the idle prune and update engines, about half of the design's logic. Off
+        Verilator skips the idle prune and update engines during GEMMs. Off
         gives a single clock domain, e.g. for FPGA flows that want no logic on clock nets.
 
     Members
@@ -608,7 +608,7 @@ class SatAccelerator(wiring.Component):
 
     @staticmethod
     def _gate_streamer_clock(m: Module, streamer: LineStreamer) -> None:
-        # The streamer (its prune and update engines are most of the design's logic) is idle
+        # The streamer (the prune and update engines) is idle
         # through GEMM work. Its clock stops then: a cycle-based simulator (Verilator) skips the
         # logic of a domain whose clock has no edge, and the hardware saves the clock power. It
         # runs while reset is asserted, while a descriptor is handed to it, while it is busy and

@@ -75,7 +75,7 @@ class SatConfig(GeneratorConfig):
     clock_gating : bool
         Stop the line streamer's clock (prune and update engines) while it is idle: a latch-based
         clock gate, cycle-identical either way (``hw/sat/accelerator.py``). It spares the clock
-        power and lets Verilator skip half of the design during GEMMs; ``false`` gives one clock
+        power and lets Verilator skip those engines during GEMMs; ``false`` gives one clock
         for flows that want no logic on clock nets.
     """
 
